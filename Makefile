@@ -1,0 +1,33 @@
+# rishub: `make run` starts every listener on the embedded default; `make test` passes the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-pg bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/rishub serve --config config/rishub.toml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-pg: $(STAMP)
+	RISHUB_TEST_PG=1 $(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check hub interfaces mappings migrations tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,81 @@
+"""Composition root of the core: builds the services once; adapters receive this object."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from hub import __version__
+from hub.services.auth import AuthService
+from hub.services.ingest import IngestService
+from hub.settings import Settings
+from hub.store import BlobStore, Database, IndexRepository, UserRepository
+from hub.store import db as dbmod
+
+log = logging.getLogger(__name__)
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    index: IndexRepository
+    users: UserRepository
+    ingest: IngestService
+    auth: AuthService
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    generated_admin_password: str | None = None
+    version: str = __version__
+
+    @classmethod
+    def open(cls, settings: Settings, *, upgrade_schema: bool | None = None, bootstrap_admin: bool = True) -> Hub:
+        """Open the index and blob store, recover from a crash, and bootstrap the admin user.
+
+        The embedded SQLite schema is upgraded automatically; a PostgreSQL schema must be
+        upgraded with ``rishub db upgrade`` (or ``upgrade_schema=True``).
+        """
+        data = settings.data_path
+        data.mkdir(parents=True, exist_ok=True)
+        url = settings.effective_database_url
+        if upgrade_schema is None:
+            upgrade_schema = settings.is_sqlite
+        if upgrade_schema:
+            dbmod.upgrade(url)
+        else:
+            current, head = dbmod.current_revision(url), head_revision()
+            if current != head:
+                raise SchemaOutOfDate(
+                    f"database schema is at {current or 'nothing'}, this version needs {head}: run 'rishub db upgrade'"
+                )
+        db = Database(url)
+        blobs = BlobStore(data, fsync=settings.storage.fsync)
+        index = IndexRepository(db)
+        users = UserRepository(db)
+        ingest = IngestService(blobs, index, duplicate_policy=settings.storage.duplicate_policy)
+        auth = AuthService(users, settings.auth.jwt)
+        hub = cls(settings, db, blobs, index, users, ingest, auth)
+        published, deleted, trashed = ingest.recover()
+        if published or deleted or trashed:
+            log.warning(
+                "recovered after an unclean stop: %d staged blobs published, %d discarded, %d released blobs removed",
+                published, deleted, trashed,
+            )
+        if bootstrap_admin:
+            hub.generated_admin_password = auth.ensure_admin(settings.admin_password, data)
+        return hub
+
+    def close(self) -> None:
+        self.blobs.close()
+        self.db.dispose()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(dbmod.alembic_config("sqlite://")).get_current_head()

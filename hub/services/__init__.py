@@ -1,0 +1,1 @@
+"""Use cases of the hub, one module each; adapters call these, never the store directly."""

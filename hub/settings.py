@@ -1,0 +1,271 @@
+"""Typed settings: built-in defaults < TOML config file < ``RISHUB_*`` environment variables.
+
+Every key of every section can be overridden from the environment: top-level keys as
+``RISHUB_<KEY>`` (``RISHUB_DATA_DIR``), section keys as ``RISHUB_<SECTION>_<KEY>``
+(``RISHUB_HTTP_PORT``). Remote DICOM nodes are ``[modalities.NAME]`` tables in the file, or
+``RISHUB_MODALITIES`` holding the same tables as JSON. A wrong value raises
+:class:`SettingsError` whose message is one line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "RISHUB_"
+_AET_RE = re.compile(r"^[\x20-\x7e]{1,16}$")
+
+
+class SettingsError(ValueError):
+    """A configuration value that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    port: int = 8042
+    threads: int = 16
+    open: bool = False  # true: no authentication at all (only for closed networks)
+    public_base_url: str = ""
+
+
+@dataclass(frozen=True)
+class DicomSettings:
+    port: int = 4242
+    check_called_aet: bool = True
+    check_calling: bool = False  # true: only [modalities] AE titles from their hosts may associate
+    max_associations: int = 32
+    max_pdu_size: int = 0  # 0 = unlimited (PS3.8 D.1 Maximum Length)
+    network_timeout: int = 60
+    acse_timeout: int = 30
+    dimse_timeout: int = 60
+
+
+@dataclass(frozen=True)
+class Hl7Settings:
+    port: int = 2575
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    duplicate_policy: str = "keep"  # keep | overwrite | reject
+    fsync: bool = True
+    import_workers: int = 0  # 0 = 2 x CPU count
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    issuer: str = ""
+    audience: str = ""
+    jwks_file: str = ""
+    jwks_url: str = ""
+    roles_claim: str = "roles"
+    default_role: str = "user"
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    jwt: JwtSettings = field(default_factory=JwtSettings)
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A remote DICOM node (Orthanc's ``DicomModalities``)."""
+
+    name: str
+    aet: str
+    host: str
+    port: int = 104
+    allow_echo: bool = True
+    allow_find: bool = True
+    allow_move: bool = True
+    allow_get: bool = True
+    allow_store: bool = True
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: str = "./data"
+    database_url: str = ""  # empty: SQLite file index.db under data_dir
+    bind: str = "127.0.0.1"
+    ae_title: str = "RISHUB"
+    admin_password: str = ""
+    log_level: str = "INFO"
+    http: HttpSettings = field(default_factory=HttpSettings)
+    dicom: DicomSettings = field(default_factory=DicomSettings)
+    hl7: Hl7Settings = field(default_factory=Hl7Settings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    modalities: dict[str, Modality] = field(default_factory=dict)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_path / 'index.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load(config_file: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from defaults, then ``config_file`` (only the keys it changes), then env."""
+    env = dict(os.environ if environ is None else environ)
+    raw: dict[str, Any] = {}
+    if config_file is None and env.get("RISHUB_CONFIG"):
+        config_file = env["RISHUB_CONFIG"]
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"config file {path}: not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path}: invalid TOML: {exc}") from None
+    settings = _build(Settings, raw, "")
+    settings = _apply_env(settings, env)
+    _validate(settings)
+    return settings
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{prefix.rstrip('.') or 'config'}: expected a table")
+    kwargs: dict[str, Any] = {}
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in known:
+            raise SettingsError(f"{dotted}: unknown setting")
+        f = known[key]
+        if key == "modalities":
+            kwargs[key] = _build_modalities(value, dotted)
+        elif f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+            kwargs[key] = _build(f.default_factory, value, dotted + ".")
+        else:
+            kwargs[key] = _coerce(value, _field_type(cls, key), dotted)
+    return cls(**kwargs)
+
+
+def _build_modalities(raw: Any, dotted: str) -> dict[str, Modality]:
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{dotted}: expected tables [modalities.NAME]")
+    out: dict[str, Modality] = {}
+    for name, table in raw.items():
+        if not isinstance(table, dict):
+            raise SettingsError(f"{dotted}.{name}: expected a table with aet, host, port")
+        for required in ("aet", "host"):
+            if required not in table:
+                raise SettingsError(f"{dotted}.{name}.{required}: missing")
+        out[name] = _build(Modality, {"name": name, **table}, f"{dotted}.{name}.")
+    return out
+
+
+def _field_type(cls: type, key: str) -> type:
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    t = hints[key]
+    return {"int": int, "str": str, "bool": bool, "float": float}.get(t if isinstance(t, str) else t.__name__, str)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _coerce(value: Any, typ: type, dotted: str) -> Any:
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise SettingsError(f"{dotted}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise SettingsError(f"{dotted}: expected an integer, got {value!r}")
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise SettingsError(f"{dotted}: expected an integer, got {value!r}") from None
+    if typ is str:
+        if isinstance(value, (dict, list)):
+            raise SettingsError(f"{dotted}: expected a string, got {type(value).__name__}")
+        return str(value)
+    return value
+
+
+def env_name(dotted: str) -> str:
+    """``http.port`` -> ``RISHUB_HTTP_PORT``."""
+    return ENV_PREFIX + dotted.replace(".", "_").upper()
+
+
+def _apply_env(settings: Any, env: dict[str, str], prefix: str = "") -> Any:
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(settings):
+        dotted = f"{prefix}{f.name}"
+        value = getattr(settings, f.name)
+        if f.name == "modalities":
+            name = env_name(dotted)
+            if name in env and env[name].strip():
+                try:
+                    parsed = json.loads(env[name])
+                except json.JSONDecodeError as exc:
+                    raise SettingsError(f"{name}: invalid JSON: {exc.msg}") from None
+                changes[f.name] = _build_modalities(parsed, name)
+        elif dataclasses.is_dataclass(value):
+            changes[f.name] = _apply_env(value, env, dotted + ".")
+        else:
+            name = env_name(dotted)
+            if name in env:
+                changes[f.name] = _coerce(env[name], _field_type(type(settings), f.name), name)
+    return dataclasses.replace(settings, **changes)
+
+
+def _check_port(value: int, key: str) -> None:
+    if not 0 <= value <= 65535:
+        raise SettingsError(f"{key}: port must be 0-65535, got {value}")
+
+
+def _validate(s: Settings) -> None:
+    for key, port in (("http.port", s.http.port), ("dicom.port", s.dicom.port), ("hl7.port", s.hl7.port)):
+        _check_port(port, f"{key} ({env_name(key)})")
+    if not _AET_RE.match(s.ae_title) or s.ae_title.strip() != s.ae_title or "\\" in s.ae_title:
+        raise SettingsError(f"ae_title (RISHUB_AE_TITLE): 1-16 printable characters, no backslash, got {s.ae_title!r}")
+    if s.storage.duplicate_policy not in ("keep", "overwrite", "reject"):
+        raise SettingsError(
+            f"storage.duplicate_policy: expected keep, overwrite or reject, got {s.storage.duplicate_policy!r}"
+        )
+    url = s.effective_database_url
+    if not (url.startswith("sqlite") or url.startswith("postgresql")):
+        scheme = url.split(":")[0]
+        raise SettingsError(
+            f"database_url (RISHUB_DATABASE_URL): only sqlite:/// and postgresql+psycopg:// URLs, got {scheme!r}"
+        )
+    if s.http.threads < 1:
+        raise SettingsError(f"http.threads: must be at least 1, got {s.http.threads}")
+    if s.dicom.max_associations < 1:
+        raise SettingsError(f"dicom.max_associations: must be at least 1, got {s.dicom.max_associations}")
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"log_level: expected DEBUG, INFO, WARNING or ERROR, got {s.log_level!r}")
+    jwt = s.auth.jwt
+    if (jwt.jwks_file or jwt.jwks_url) and not jwt.issuer:
+        raise SettingsError("auth.jwt.issuer: required when a JWKS is configured")
+    if jwt.jwks_file and not Path(jwt.jwks_file).is_file():
+        raise SettingsError(f"auth.jwt.jwks_file: file not found: {jwt.jwks_file}")
+    for name, m in s.modalities.items():
+        if not _AET_RE.match(m.aet):
+            raise SettingsError(f"modalities.{name}.aet: 1-16 printable characters, got {m.aet!r}")
+        _check_port(m.port, f"modalities.{name}.port")
+        if not m.host:
+            raise SettingsError(f"modalities.{name}.host: must not be empty")

@@ -1,0 +1,343 @@
+"""Index repository: writes one instance (and its parents, counters, change log) in one transaction.
+
+Hot path in SQLAlchemy Core. Parents are found by their Orthanc public id and created with
+``INSERT ... ON CONFLICT DO NOTHING`` so that concurrent associations storing into the same
+patient/study/series never fail; counters are updated in patient -> study -> series order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from hub.domain.archive import IndexRecord, InstanceRef, Level, StoreOutcome
+from hub.domain.origin import Origin
+from hub.errors import DuplicateInstance
+from hub.store.db import Database
+from hub.store.models import BlobTrash, Change, Instance, Patient, Series, Study
+
+log = logging.getLogger(__name__)
+
+P: Table = Patient.__table__  # type: ignore[assignment]
+ST: Table = Study.__table__  # type: ignore[assignment]
+SE: Table = Series.__table__  # type: ignore[assignment]
+I: Table = Instance.__table__  # type: ignore[assignment]  # noqa: E741
+CH: Table = Change.__table__  # type: ignore[assignment]
+TRASH: Table = BlobTrash.__table__  # type: ignore[assignment]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class NewInstance:
+    record: IndexRecord
+    ids: tuple[str, str, str, str]  # patient, study, series, instance public ids
+    blob_key: str
+    file_size: int
+    pixel_data_offset: int | None
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class IndexOutcome:
+    outcome: StoreOutcome
+    ref: InstanceRef
+    released_blobs: tuple[str, ...] = ()  # blobs to delete now that the transaction committed
+
+
+class IndexRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        dialect = sqlite if db.is_sqlite else postgresql
+        self._insert = dialect.insert
+
+    # ------------------------------------------------------------------ ingest
+    def add_instance(self, new: NewInstance, policy: str) -> IndexOutcome:
+        """Index one instance; ``policy`` decides what a known SOP Instance UID does."""
+        for attempt in range(3):
+            try:
+                with self.db.write() as conn:
+                    return self._add(conn, new, policy)
+            except IntegrityError:
+                # A concurrent transaction stored the same SOP Instance UID first: retry, and the
+                # duplicate policy applies to it.
+                if attempt == 2:
+                    raise
+                log.info("concurrent insert of the same instance, retrying")
+        raise AssertionError("unreachable")
+
+    def _add(self, conn: Connection, new: NewInstance, policy: str) -> IndexOutcome:
+        rec = new.record
+        pat_id, study_id, series_id, inst_id = new.ids
+        sop_uid = rec.instance["sop_instance_uid"]
+        ref = InstanceRef(inst_id, sop_uid, series_id, study_id, pat_id)
+        now = utcnow()
+        released: list[str] = []
+        outcome = StoreOutcome.STORED
+
+        existing = conn.execute(
+            select(I.c.pk, I.c.public_id, I.c.blob_key, I.c.series_pk).where(I.c.sop_instance_uid == sop_uid)
+        ).first()
+        if existing is not None:
+            if policy == "keep":
+                old = self._ref_of(conn, existing.pk)
+                return IndexOutcome(StoreOutcome.DUPLICATE, old)
+            if policy == "reject":
+                raise DuplicateInstance(sop_uid)
+            outcome = StoreOutcome.OVERWRITTEN
+            released.append(existing.blob_key)
+            conn.execute(insert(TRASH).values(blob_key=existing.blob_key))
+            if existing.public_id == inst_id:
+                conn.execute(
+                    update(I)
+                    .where(I.c.pk == existing.pk)
+                    .values(**self._instance_values(new, now, with_ids=False))
+                )
+                self._touch_parents(conn, existing.series_pk, now)
+                self._log(conn, now, "NewInstance", Level.INSTANCE, inst_id)
+                return IndexOutcome(outcome, ref, tuple(released))
+            self.remove_instance_row(conn, existing.pk, trash_blob=False)
+
+        patient_pk, new_patient = self._get_or_create(
+            conn, P, pat_id,
+            {**rec.patient, "main_tags": _dumps(rec.patient_tags), "num_studies": 0, "num_series": 0,
+             "num_instances": 0, "created_at": now, "updated_at": now},
+        )
+        study_pk, new_study = self._get_or_create(
+            conn, ST, study_id,
+            {**rec.study, "patient_pk": patient_pk, "main_tags": _dumps(rec.study_tags), "num_series": 0,
+             "num_instances": 0, "modalities_in_study": None, "created_at": now, "updated_at": now},
+        )
+        series_pk, new_series = self._get_or_create(
+            conn, SE, series_id,
+            {**rec.series, "study_pk": study_pk, "main_tags": _dumps(rec.series_tags), "num_instances": 0,
+             "created_at": now, "updated_at": now},
+        )
+        conn.execute(
+            insert(I).values(series_pk=series_pk, **self._instance_values(new, now, with_ids=True))
+        )
+
+        conn.execute(
+            update(P).where(P.c.pk == patient_pk).values(
+                num_instances=P.c.num_instances + 1,
+                num_series=P.c.num_series + int(new_series),
+                num_studies=P.c.num_studies + int(new_study),
+                updated_at=now,
+            )
+        )
+        study_values: dict[str, Any] = {
+            "num_instances": ST.c.num_instances + 1,
+            "num_series": ST.c.num_series + int(new_series),
+            "updated_at": now,
+        }
+        if new_series:
+            study_values["modalities_in_study"] = self._modalities(conn, study_pk)
+        conn.execute(update(ST).where(ST.c.pk == study_pk).values(**study_values))
+        conn.execute(
+            update(SE).where(SE.c.pk == series_pk).values(num_instances=SE.c.num_instances + 1, updated_at=now)
+        )
+
+        # Orthanc logs the instance first, then each new parent upwards.
+        self._log(conn, now, "NewInstance", Level.INSTANCE, inst_id)
+        if new_series:
+            self._log(conn, now, "NewSeries", Level.SERIES, series_id)
+        if new_study:
+            self._log(conn, now, "NewStudy", Level.STUDY, study_id)
+        if new_patient:
+            self._log(conn, now, "NewPatient", Level.PATIENT, pat_id)
+        return IndexOutcome(outcome, ref, tuple(released))
+
+    def _instance_values(self, new: NewInstance, now: datetime, *, with_ids: bool) -> dict[str, Any]:
+        rec, o = new.record, new.origin
+        values: dict[str, Any] = {
+            "sop_class_uid": rec.instance["sop_class_uid"],
+            "instance_number": rec.instance["instance_number"],
+            "number_of_frames": rec.instance["number_of_frames"],
+            "transfer_syntax_uid": rec.instance["transfer_syntax_uid"],
+            "blob_key": new.blob_key,
+            "file_size": new.file_size,
+            "pixel_data_offset": new.pixel_data_offset,
+            "main_tags": _dumps(rec.instance_tags),
+            "metadata_json": _dumps(rec.metadata),
+            "origin_protocol": o.protocol,
+            "origin_remote_aet": o.remote_aet or None,
+            "origin_remote_ip": o.remote_ip or None,
+            "origin_called_aet": o.called_aet or None,
+            "origin_user": o.user or None,
+            "received_at": now,
+        }
+        if with_ids:
+            values["public_id"] = new.ids[3]
+            values["sop_instance_uid"] = rec.instance["sop_instance_uid"]
+        return values
+
+    def _get_or_create(
+        self, conn: Connection, table: Table, public_id: str, values: dict[str, Any]
+    ) -> tuple[int, bool]:
+        row = conn.execute(select(table.c.pk).where(table.c.public_id == public_id)).first()
+        if row is not None:
+            return row.pk, False
+        stmt = (
+            self._insert(table)
+            .values(public_id=public_id, **values)
+            .on_conflict_do_nothing(index_elements=["public_id"])
+            .returning(table.c.pk)
+        )
+        row = conn.execute(stmt).first()
+        if row is not None:
+            return row.pk, True
+        row = conn.execute(select(table.c.pk).where(table.c.public_id == public_id)).one()
+        return row.pk, False
+
+    def _modalities(self, conn: Connection, study_pk: int) -> str | None:
+        mods = conn.execute(
+            select(SE.c.modality).where(SE.c.study_pk == study_pk, SE.c.modality.is_not(None)).distinct()
+        ).scalars()
+        joined = "\\".join(sorted(set(mods)))
+        return joined or None
+
+    def _touch_parents(self, conn: Connection, series_pk: int, now: datetime) -> None:
+        s = conn.execute(select(SE.c.study_pk).where(SE.c.pk == series_pk)).one()
+        st = conn.execute(select(ST.c.patient_pk).where(ST.c.pk == s.study_pk)).one()
+        conn.execute(update(P).where(P.c.pk == st.patient_pk).values(updated_at=now))
+        conn.execute(update(ST).where(ST.c.pk == s.study_pk).values(updated_at=now))
+        conn.execute(update(SE).where(SE.c.pk == series_pk).values(updated_at=now))
+
+    def _log(self, conn: Connection, now: datetime, change: str, level: Level, public_id: str) -> None:
+        conn.execute(
+            insert(CH).values(change_type=change, resource_type=level.value, public_id=public_id, created_at=now)
+        )
+
+    def _ref_of(self, conn: Connection, instance_pk: int) -> InstanceRef:
+        row = conn.execute(
+            select(I.c.public_id, I.c.sop_instance_uid, SE.c.public_id.label("se"), ST.c.public_id.label("st"),
+                   P.c.public_id.label("pa"))
+            .join(SE, SE.c.pk == I.c.series_pk)
+            .join(ST, ST.c.pk == SE.c.study_pk)
+            .join(P, P.c.pk == ST.c.patient_pk)
+            .where(I.c.pk == instance_pk)
+        ).one()
+        return InstanceRef(row.public_id, row.sop_instance_uid, row.se, row.st, row.pa)
+
+    # ------------------------------------------------------------------ removal
+    def remove_instance_row(self, conn: Connection, instance_pk: int, *, trash_blob: bool = True) -> list[str]:
+        """Delete one instance row, fix counters and remove parents left empty (as Orthanc does).
+
+        Returns the released blob keys (also queued in ``blob_trash`` when ``trash_blob``).
+        """
+        row = conn.execute(
+            select(I.c.public_id, I.c.blob_key, I.c.series_pk, SE.c.study_pk, ST.c.patient_pk)
+            .join(SE, SE.c.pk == I.c.series_pk)
+            .join(ST, ST.c.pk == SE.c.study_pk)
+            .where(I.c.pk == instance_pk)
+        ).one()
+        now = utcnow()
+        conn.execute(delete(I).where(I.c.pk == instance_pk))
+        series_left = conn.execute(
+            update(SE).where(SE.c.pk == row.series_pk).values(num_instances=SE.c.num_instances - 1)
+            .returning(SE.c.num_instances, SE.c.public_id)
+        ).one()
+        series_gone = series_left.num_instances <= 0
+        if series_gone:
+            conn.execute(delete(SE).where(SE.c.pk == row.series_pk))
+            self._log(conn, now, "Deleted", Level.SERIES, series_left.public_id)
+        study_values: dict[str, Any] = {
+            "num_instances": ST.c.num_instances - 1,
+            "num_series": ST.c.num_series - int(series_gone),
+            "updated_at": now,
+        }
+        if series_gone:
+            study_values["modalities_in_study"] = self._modalities(conn, row.study_pk)
+        study_left = conn.execute(
+            update(ST).where(ST.c.pk == row.study_pk).values(**study_values)
+            .returning(ST.c.num_series, ST.c.public_id)
+        ).one()
+        study_gone = study_left.num_series <= 0
+        if study_gone:
+            conn.execute(delete(ST).where(ST.c.pk == row.study_pk))
+            self._log(conn, now, "Deleted", Level.STUDY, study_left.public_id)
+        patient_left = conn.execute(
+            update(P).where(P.c.pk == row.patient_pk).values(
+                num_instances=P.c.num_instances - 1,
+                num_series=P.c.num_series - int(series_gone),
+                num_studies=P.c.num_studies - int(study_gone),
+                updated_at=now,
+            ).returning(P.c.num_studies, P.c.public_id)
+        ).one()
+        if patient_left.num_studies <= 0:
+            conn.execute(delete(P).where(P.c.pk == row.patient_pk))
+            self._log(conn, now, "Deleted", Level.PATIENT, patient_left.public_id)
+        self._log(conn, now, "Deleted", Level.INSTANCE, row.public_id)
+        if trash_blob:
+            conn.execute(insert(TRASH).values(blob_key=row.blob_key))
+        return [row.blob_key]
+
+    # ------------------------------------------------------------------ blob bookkeeping
+    def known_blob_keys(self, keys: list[str]) -> set[str]:
+        out: set[str] = set()
+        with self.db.read() as conn:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                out.update(conn.execute(select(I.c.blob_key).where(I.c.blob_key.in_(chunk))).scalars())
+        return out
+
+    def pending_trash(self) -> list[str]:
+        with self.db.read() as conn:
+            return list(conn.execute(select(TRASH.c.blob_key)).scalars())
+
+    def clear_trash(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        if not keys:
+            return
+        with self.db.write() as conn:
+            for i in range(0, len(keys), 500):
+                conn.execute(delete(TRASH).where(TRASH.c.blob_key.in_(keys[i : i + 500])))
+
+    def all_blob_keys(self) -> set[str]:
+        with self.db.read() as conn:
+            return set(conn.execute(select(I.c.blob_key)).scalars())
+
+    # ------------------------------------------------------------------ reads used by the core
+    def statistics(self) -> dict[str, int]:
+        with self.db.read() as conn:
+            return {
+                "patients": conn.execute(select(func.count()).select_from(P)).scalar_one(),
+                "studies": conn.execute(select(func.count()).select_from(ST)).scalar_one(),
+                "series": conn.execute(select(func.count()).select_from(SE)).scalar_one(),
+                "instances": conn.execute(select(func.count()).select_from(I)).scalar_one(),
+                "disk_size": int(conn.execute(select(func.coalesce(func.sum(I.c.file_size), 0))).scalar_one()),
+            }
+
+    def instance_by_sop_uid(self, sop_uid: str) -> dict[str, Any] | None:
+        with self.db.read() as conn:
+            row = conn.execute(select(I).where(I.c.sop_instance_uid == sop_uid)).mappings().first()
+            return dict(row) if row else None
+
+    def changes(self, since: int = 0, limit: int = 100) -> tuple[list[dict[str, Any]], bool, int]:
+        """Orthanc ``/changes``: events with ``seq > since``; returns (changes, done, last)."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(CH).where(CH.c.seq > since).order_by(CH.c.seq).limit(limit + 1)
+            ).mappings().all()
+            done = len(rows) <= limit
+            rows = rows[:limit]
+            last = rows[-1]["seq"] if rows else self.last_change()
+            return [dict(r) for r in rows], done, last
+
+    def last_change(self) -> int:
+        with self.db.read() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(CH.c.seq), 0))).scalar_one())

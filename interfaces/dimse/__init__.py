@@ -1,0 +1,1 @@
+"""DICOM upper-layer adapter (pynetdicom): one handler module per DIMSE service."""

@@ -1,0 +1,39 @@
+"""``create_app``: the Flask application over a :class:`hub.app.Hub` (auth first, then routes)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, request
+
+from hub.app import Hub
+from interfaces.http import auth, errors
+from interfaces.http.orthanc import system
+
+log = logging.getLogger(__name__)
+
+
+def create_app(hub: Hub) -> Flask:
+    app = Flask("rishub")
+    app.extensions["rishub"] = hub
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    errors.install(app)
+
+    @app.before_request
+    def _authenticate() -> Response | None:
+        principal = auth.authenticate(hub, request)
+        if principal is None:
+            resp = errors.error_response(401, "Authentication required")
+            resp.headers["WWW-Authenticate"] = auth.challenge(hub)
+            return resp
+        view = app.view_functions.get(request.endpoint) if request.endpoint else None
+        role = auth.required_role(request, view)
+        if not principal.has(role):
+            log.info("%s %s refused for %s (needs %s)", request.method, request.path, principal.name, role)
+            return errors.error_response(403, f"The '{role}' role is required")
+        g.principal = principal
+        return None
+
+    app.register_blueprint(system.bp)
+    return app

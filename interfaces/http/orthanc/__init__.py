@@ -1,0 +1,1 @@
+"""Orthanc-compatible REST API (routes, ids and JSON shapes of Orthanc 1.10)."""

@@ -1,0 +1,41 @@
+"""DICOM data set -> DICOM JSON Model (PS3.18 Annex F.2), bulk data replaced by references.
+
+Binary values above a threshold and the pixel data are not copied: they become a ``BulkDataURI``
+relative to the instance (``bulk/GGGGEEEE``), which the DICOMweb adapter resolves against the
+instance's WADO-RS URL (PS3.18 F.2.6).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+BULK_THRESHOLD = 1024  # bytes; binary values larger than this are referenced, not inlined
+PIXEL_DATA_TAGS = {"7FE00010": "PixelData", "7FE00008": "FloatPixelData", "7FE00009": "DoubleFloatPixelData"}
+
+
+def bulk_uri(tag_hex: str) -> str:
+    """Relative bulk data reference for a top-level element."""
+    return f"bulk/{tag_hex.upper()}"
+
+
+def _bulk_handler(elem: DataElement) -> str:
+    return bulk_uri(f"{elem.tag:08X}")
+
+
+def dataset_to_dicom_json(ds: Dataset, pixel_vr: str | None = None, pixel_tag: str = "7FE00010") -> dict[str, Any]:
+    """Return the PS3.18 F.2 JSON of ``ds`` (header only) plus a pixel data reference.
+
+    ``pixel_vr`` is the VR of the pixel data element that followed the header (``None`` when the
+    object has no pixel data); the caller learns it from the stream without reading the pixels.
+    """
+    out: dict[str, Any] = ds.to_json_dict(
+        bulk_data_threshold=BULK_THRESHOLD,
+        bulk_data_element_handler=_bulk_handler,
+        suppress_invalid_tags=True,
+    )
+    if pixel_vr:
+        out[pixel_tag] = {"vr": pixel_vr, "BulkDataURI": bulk_uri(pixel_tag)}
+    return out

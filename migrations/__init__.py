@@ -1,0 +1,1 @@
+"""Alembic migrations of the rishub index (SQLite in batch mode, PostgreSQL)."""
