@@ -76,6 +76,21 @@ class Hub:
 
 
 def head_revision() -> str | None:
-    from alembic.script import ScriptDirectory
+    return dbmod.head_revision()
 
-    return ScriptDirectory.from_config(dbmod.alembic_config("sqlite://")).get_current_head()
+
+def _prepare(settings: Settings) -> str:
+    if settings.is_sqlite:
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+    return settings.effective_database_url
+
+
+def upgrade_schema(settings: Settings, revision: str = "head") -> str | None:
+    """``rishub db upgrade``: apply the Alembic migrations; returns the new revision."""
+    url = _prepare(settings)
+    dbmod.upgrade(url, revision)
+    return dbmod.current_revision(url)
+
+
+def schema_revision(settings: Settings) -> str | None:
+    return dbmod.current_revision(_prepare(settings))

@@ -56,6 +56,7 @@ def read_header(path: str | Path) -> Header:
                 raise HubError("bad_file_format", "not a DICOM Part 10 file (no 'DICM' prefix)")
             f.seek(0)
             ds = dcmread(f, stop_before_pixels=True)
+            start = _dataset_start(f)  # also proves the File Meta group is complete
             meta = ds.file_meta
             ts = str(meta.get("TransferSyntaxUID", "") or "").strip()
             if not ts:
@@ -66,7 +67,6 @@ def read_header(path: str | Path) -> Header:
                 f.seek(0)
                 dcmread(f).get("PixelData")  # inflates and parses the whole data set
                 return Header(ds, ts, size, None, None, None)
-            start = _dataset_start(f)
             # Walk with the encoding pydicom found (it tolerates data sets whose VR encoding
             # contradicts the transfer syntax), so both readings agree.
             is_implicit, is_little = ds.original_encoding

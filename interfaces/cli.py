@@ -77,22 +77,16 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from hub.store.db import upgrade
+    from hub.app import upgrade_schema
 
-    settings = _settings(args)
-    upgrade(settings.effective_database_url, args.revision)
-    from hub.store.db import current_revision
-
-    print(f"schema at {current_revision(settings.effective_database_url)}")
+    print(f"schema at {upgrade_schema(_settings(args), args.revision)}")
     return 0
 
 
 def cmd_db_current(args: argparse.Namespace) -> int:
-    from hub.app import head_revision
-    from hub.store.db import current_revision
+    from hub.app import head_revision, schema_revision
 
-    settings = _settings(args)
-    print(f"current {current_revision(settings.effective_database_url)}, head {head_revision()}")
+    print(f"current {schema_revision(_settings(args))}, head {head_revision()}")
     return 0
 
 
@@ -178,6 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # one line, no traceback, for operators (details at DEBUG)
+        logging.getLogger("rishub").debug("command failed", exc_info=True)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"rishub: {type(exc).__name__}: {first}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

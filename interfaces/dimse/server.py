@@ -88,6 +88,7 @@ class DimseServer:
         server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.directory.check_calling:
             server.allowed_hosts = self.directory.known_hosts()
+        self.ae._servers.append(server)  # as AE.start_server does; shutdown() removes it
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="dimse-acceptor", daemon=True)
         self._thread.start()
@@ -97,7 +98,6 @@ class DimseServer:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.shutdown()  # also closes the listening socket
             self._server = None
         self.ae.shutdown()

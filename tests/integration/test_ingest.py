@@ -1,0 +1,184 @@
+"""The single ingest path against a real index (SQLite, and PostgreSQL with RISHUB_TEST_PG)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pydicom
+import pytest
+from sqlalchemy import func, select
+
+from hub.app import Hub
+from hub.domain import Origin, StoreOutcome
+from hub.errors import HubError
+from hub.store.models import Instance, Patient, Series, Study
+from tests.conftest import TEST_FILES, make_settings
+from tests.synthetic import ct_slice, write_series
+
+ORIGIN = Origin("import", user="tester")
+
+
+def count(hub: Hub, model: type) -> int:
+    with hub.db.read() as conn:
+        return conn.execute(select(func.count()).select_from(model.__table__)).scalar_one()
+
+
+def row(hub: Hub, model: type, **where: object) -> dict:
+    t = model.__table__
+    with hub.db.read() as conn:
+        stmt = select(t)
+        for k, v in where.items():
+            stmt = stmt.where(t.c[k] == v)
+        return dict(conn.execute(stmt).mappings().one())
+
+
+def test_store_indexes_everything_and_keeps_bytes(hub: Hub):
+    src = TEST_FILES / "CT_small.dcm"
+    result = hub.ingest.store(ORIGIN, src)
+    assert result.outcome is StoreOutcome.STORED
+    assert result.instance.public_id == "f689ddd2-662f8fe1-8b18180d-ec2a2cee-937917af"
+    inst = row(hub, Instance, public_id=result.instance.public_id)
+    assert hub.blobs.path(inst["blob_key"]).read_bytes() == src.read_bytes()
+    assert inst["origin_protocol"] == "import" and inst["origin_user"] == "tester"
+    assert inst["sop_class_uid"] == "1.2.840.10008.5.1.4.1.1.2"
+    meta = json.loads(inst["metadata_json"])
+    assert meta["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "CompressedSamples^CT1"}]}
+    assert meta["7FE00010"] == {"vr": "OW", "BulkDataURI": "bulk/7FE00010"}
+    assert meta["0020000D"]["Value"] == ["1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"]
+    data = src.read_bytes()
+    assert data[inst["pixel_data_offset"] : inst["pixel_data_offset"] + 4] == b"\xe0\x7f\x10\x00"
+    pat = row(hub, Patient, public_id=result.instance.patient_id)
+    assert pat["patient_id"] == "1CT1"
+    assert pat["patient_name_norm"] == "COMPRESSEDSAMPLES^CT1"
+    assert json.loads(pat["main_tags"])["PatientName"] == "CompressedSamples^CT1"
+    study = row(hub, Study, public_id=result.instance.study_id)
+    assert study["study_date"] == "20040119" and study["modalities_in_study"] == "CT"
+    assert json.loads(study["main_tags"])["StudyInstanceUID"] == "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
+
+
+def test_counters_and_changes_for_a_series(hub: Hub, tmp_path: Path):
+    for p in write_series(tmp_path / "s", 5, rows=16, cols=16):
+        hub.ingest.store(ORIGIN, p)
+    pat = row(hub, Patient, patient_id="SYN001")
+    assert (pat["num_studies"], pat["num_series"], pat["num_instances"]) == (1, 1, 5)
+    study = row(hub, Study, patient_pk=pat["pk"])
+    assert (study["num_series"], study["num_instances"]) == (1, 5)
+    assert row(hub, Series, study_pk=study["pk"])["num_instances"] == 5
+    changes, done, last = hub.index.changes(0, 100)
+    assert done and last == len(changes) == 8
+    assert [c["change_type"] for c in changes[:4]] == ["NewInstance", "NewSeries", "NewStudy", "NewPatient"]
+    stats = hub.index.statistics()
+    assert stats["instances"] == 5 and stats["disk_size"] == sum(p.stat().st_size for p in (tmp_path / "s").iterdir())
+
+
+@pytest.mark.parametrize("policy", ["keep", "overwrite", "reject"])
+def test_duplicate_policy(tmp_path: Path, db_url: str, policy: str):
+    settings = make_settings(tmp_path / "data", db_url, RISHUB_STORAGE_DUPLICATE_POLICY=policy)
+    hub = Hub.open(settings, upgrade_schema=True)
+    try:
+        first = hub.ingest.store(ORIGIN, TEST_FILES / "CT_small.dcm")
+        if policy == "reject":
+            with pytest.raises(HubError) as exc:
+                hub.ingest.store(ORIGIN, TEST_FILES / "CT_small.dcm")
+            assert exc.value.dimse_status == 0x0111 and exc.value.http_status == 409
+        else:
+            second = hub.ingest.store(ORIGIN, TEST_FILES / "CT_small.dcm")
+            expected = StoreOutcome.DUPLICATE if policy == "keep" else StoreOutcome.OVERWRITTEN
+            assert second.outcome is expected
+        assert count(hub, Instance) == 1
+        inst = row(hub, Instance, public_id=first.instance.public_id)
+        assert list(hub.blobs.iter_keys()) == [inst["blob_key"]]
+        assert row(hub, Patient, patient_id="1CT1")["num_instances"] == 1
+    finally:
+        hub.close()
+
+
+def test_overwrite_moving_an_instance_to_another_patient_cleans_parents(tmp_path: Path, db_url: str):
+    hub = Hub.open(make_settings(tmp_path / "d", db_url, RISHUB_STORAGE_DUPLICATE_POLICY="overwrite"),
+                   upgrade_schema=True)
+    try:
+        a = tmp_path / "a.dcm"
+        ct_slice(0, rows=8, cols=8, patient_id="OLD").save_as(a, enforce_file_format=True)
+        b = tmp_path / "b.dcm"
+        ct_slice(0, rows=8, cols=8, patient_id="NEW").save_as(b, enforce_file_format=True)
+        hub.ingest.store(ORIGIN, a)
+        moved = hub.ingest.store(ORIGIN, b)
+        assert moved.outcome is StoreOutcome.OVERWRITTEN
+        assert count(hub, Patient) == 1 and count(hub, Study) == 1 and count(hub, Instance) == 1
+        assert row(hub, Patient, public_id=moved.instance.patient_id)["patient_id"] == "NEW"
+        assert len(list(hub.blobs.iter_keys())) == 1
+    finally:
+        hub.close()
+
+
+def test_same_study_uid_under_two_patient_ids_is_kept_apart(hub: Hub, tmp_path: Path):
+    a, b = tmp_path / "a.dcm", tmp_path / "b.dcm"
+    ds = ct_slice(0, rows=8, cols=8, patient_id="P1")
+    ds.save_as(a, enforce_file_format=True)
+    ds2 = ct_slice(1, rows=8, cols=8, patient_id="P2")
+    ds2.save_as(b, enforce_file_format=True)
+    ra, rb = hub.ingest.store(ORIGIN, a), hub.ingest.store(ORIGIN, b)
+    assert ra.instance.study_id != rb.instance.study_id  # as Orthanc: the id includes the PatientID
+    assert count(hub, Study) == 2 and count(hub, Patient) == 2
+
+
+@pytest.mark.parametrize("drop", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID"])
+def test_missing_uid_is_rejected_and_leaves_nothing(hub: Hub, tmp_path: Path, drop: str):
+    ds = ct_slice(0, rows=8, cols=8)
+    delattr(ds, drop)
+    path = tmp_path / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(HubError) as exc:
+        hub.ingest.store(ORIGIN, path)
+    assert exc.value.code == "missing_attribute" and exc.value.dimse_status == 0xA900
+    assert drop in exc.value.message
+    assert count(hub, Instance) == 0 and count(hub, Patient) == 0
+    assert list(hub.blobs.iter_keys()) == []
+    assert [p.name for p in hub.blobs.session_dir.iterdir()] == [".lock"]
+
+
+def test_garbage_and_truncation_leave_stored_data_intact(hub: Hub, tmp_path: Path):
+    good = hub.ingest.store(ORIGIN, TEST_FILES / "CT_small.dcm")
+    for payload in (b"not dicom at all", (TEST_FILES / "CT_small.dcm").read_bytes()[:20000]):
+        with pytest.raises(HubError) as exc:
+            hub.ingest.store(ORIGIN, payload)
+        assert exc.value.code == "bad_file_format"
+    assert count(hub, Instance) == 1
+    inst = row(hub, Instance, public_id=good.instance.public_id)
+    assert hub.blobs.path(inst["blob_key"]).read_bytes() == (TEST_FILES / "CT_small.dcm").read_bytes()
+
+
+def test_concurrent_stores_into_one_series(hub: Hub, tmp_path: Path):
+    paths = write_series(tmp_path / "c", 24, rows=16, cols=16)
+    errors: list[BaseException] = []
+
+    def worker(chunk: list[Path]) -> None:
+        try:
+            for p in chunk:
+                hub.ingest.store(ORIGIN, p)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    # Every thread stores all files: same parents and same SOP Instance UIDs race each other.
+    threads = [threading.Thread(target=worker, args=(paths[i:] + paths[:i],)) for i in (0, 6, 12, 18)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert count(hub, Instance) == 24 and count(hub, Series) == 1 and count(hub, Patient) == 1
+    pat = row(hub, Patient, patient_id="SYN001")
+    assert (pat["num_studies"], pat["num_series"], pat["num_instances"]) == (1, 1, 24)
+    assert len(list(hub.blobs.iter_keys())) == 24
+
+
+def test_dimse_style_expected_uids_are_checked(hub: Hub):
+    ds = pydicom.dcmread(TEST_FILES / "CT_small.dcm", stop_before_pixels=True)
+    with pytest.raises(HubError) as exc:
+        hub.ingest.store(ORIGIN, TEST_FILES / "CT_small.dcm", expected_sop_instance_uid="1.2.3")
+    assert exc.value.dimse_status == 0xA900
+    ok = hub.ingest.store(ORIGIN, TEST_FILES / "CT_small.dcm", expected_sop_instance_uid=ds.SOPInstanceUID,
+                          expected_sop_class_uid=ds.SOPClassUID)
+    assert ok.outcome is StoreOutcome.STORED
