@@ -89,8 +89,12 @@ class IndexRepository:
         released: list[str] = []
         outcome = StoreOutcome.STORED
 
+        # FOR UPDATE: a concurrent overwrite of the same instance must see the blob key the other
+        # one committed, or that blob would never be released (PostgreSQL READ COMMITTED).
         existing = conn.execute(
-            select(I.c.pk, I.c.public_id, I.c.blob_key, I.c.series_pk).where(I.c.sop_instance_uid == sop_uid)
+            select(I.c.pk, I.c.public_id, I.c.blob_key, I.c.series_pk)
+            .where(I.c.sop_instance_uid == sop_uid)
+            .with_for_update()
         ).first()
         if existing is not None:
             if policy == "keep":
