@@ -49,10 +49,14 @@ class IngestService:
         *,
         expected_sop_class_uid: str | None = None,
         expected_sop_instance_uid: str | None = None,
+        consume: bool = False,
     ) -> StoreResult:
-        """Store one DICOM Part 10 object; raise :class:`HubError` when it cannot be accepted."""
+        """Store one DICOM Part 10 object; raise :class:`HubError` when it cannot be accepted.
+
+        ``consume``: ``source`` is a receive buffer file the caller gives up (linked, not copied).
+        """
         try:
-            staged = self.blobs.stage(source)
+            staged = self.blobs.stage(source, consume=consume, background_sync=True)
         except OSError as exc:
             log.error("staging failed (%s): %s", origin.describe(), exc)
             raise StorageFailure(f"cannot write to the blob store: {exc.strerror or exc}") from None
@@ -85,7 +89,9 @@ class IngestService:
             )
             new = NewInstance(record, ids, staged.key, staged.size, header.pixel_data_offset, origin)
             try:
-                outcome = self.index.add_instance(new, self.duplicate_policy)
+                outcome = self.index.add_instance(
+                    new, self.duplicate_policy, before_commit=lambda: self.blobs.wait_durable(staged)
+                )
             except HubError:
                 raise
             except Exception as exc:  # database down, disk full, ...

@@ -1,15 +1,19 @@
-"""File blob store: ``blobs/ab/cd/<key>`` under the data dir, bytes exactly as received.
+"""File blob store: ``blobs/<shard>/<shard>/<key>`` under the data dir, bytes exactly as received.
 
 Write protocol (crash-safe without scanning the archive):
 
-1. :meth:`BlobStore.stage` streams the bytes to ``tmp/<session>/<key>.part``, fsyncs, renames it
-   to ``tmp/<session>/<key>`` and fsyncs the directory.
+1. :meth:`BlobStore.stage` puts the bytes in ``tmp/<session>/<key>`` (hard-linking a file that the
+   caller hands over, else copying) and fsyncs it.
 2. The caller commits the index row that names ``<key>``.
-3. :meth:`BlobStore.publish` renames the staged file to its sharded place and fsyncs the directory.
+3. :meth:`BlobStore.publish` renames the staged file to its sharded place and fsyncs that directory.
 
 Each process stages into its own session directory, held with an ``flock``. On start-up,
 :meth:`BlobStore.recover` visits only session directories whose owner is gone: a staged file whose
-key the index knows is published (roll forward), any other is deleted (roll back).
+key the index knows was complete before its row committed, so it is published (roll forward); any
+other is deleted (roll back).
+
+Keys start with the time in milliseconds, so a series received together lands in one or two shard
+directories (a new one about every minute) instead of creating a directory per file.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -28,11 +34,25 @@ from typing import BinaryIO
 CHUNK = 1 << 20
 
 
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def new_key() -> str:
+    """32 hex digits: 12 of milliseconds since the epoch, then 20 random."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
+
+
 @dataclass(frozen=True)
 class StagedBlob:
     key: str
     path: Path
     size: int
+    syncing: Future[None] | None = None  # fsync running in the background (stage(..., background_sync))
 
 
 class BlobStore:
@@ -52,11 +72,12 @@ class BlobStore:
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.session_dir = self.tmp_root / name
         os.rename(building, self.session_dir)
+        self._syncer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-fsync")
         self._sync_dir(self.tmp_root)
 
     # ------------------------------------------------------------------ paths
     def path(self, key: str) -> Path:
-        return self.blob_dir / key[0:2] / key[2:4] / key
+        return self.blob_dir / key[0:5] / key[5:8] / key
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -76,14 +97,26 @@ class BlobStore:
             return f.read()
 
     # ------------------------------------------------------------------ writing
-    def stage(self, source: bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO) -> StagedBlob:
-        """Copy ``source`` (bytes, a path, or a readable binary stream) into a durable staged file."""
-        key = uuid.uuid4().hex
-        part = self.session_dir / f"{key}.part"
+    def stage(
+        self,
+        source: bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO,
+        *,
+        consume: bool = False,
+        background_sync: bool = False,
+    ) -> StagedBlob:
+        """Put ``source`` (bytes, a path, or a readable binary stream) in a staged file.
+
+        With ``consume`` the caller gives up the file at path ``source`` (a receive buffer): it is
+        hard-linked when on the same file system instead of copied. The file is durable when this
+        returns, or, with ``background_sync``, once :meth:`wait_durable` returns: the fsync then
+        runs while the caller parses and indexes.
+        """
+        key = new_key()
         final = self.session_dir / key
-        size = 0
         try:
-            with open(part, "wb") as out:
+            if consume and isinstance(source, (str, os.PathLike)) and self._link(source, final):
+                return self._synced(StagedBlob(key, final, final.stat().st_size), background_sync)
+            with open(final, "wb") as out:
                 if isinstance(source, (bytes, bytearray, memoryview)):
                     out.write(source)
                     size = len(source)
@@ -96,15 +129,32 @@ class BlobStore:
                         out.write(chunk)
                     size = out.tell()
                 out.flush()
-                if self.fsync:
-                    os.fsync(out.fileno())
-            os.rename(part, final)
-            self._sync_dir(self.session_dir)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
-                part.unlink()
+                final.unlink()
             raise
-        return StagedBlob(key, final, size)
+        return self._synced(StagedBlob(key, final, size), background_sync)
+
+    def _synced(self, staged: StagedBlob, background: bool) -> StagedBlob:
+        if not self.fsync:
+            return staged
+        if background:
+            return StagedBlob(staged.key, staged.path, staged.size, self._syncer.submit(_fsync_file, staged.path))
+        _fsync_file(staged.path)
+        return staged
+
+    def wait_durable(self, staged: StagedBlob) -> None:
+        """Block until a background fsync of ``staged`` has finished (re-raising its error)."""
+        if staged.syncing is not None:
+            staged.syncing.result()
+
+    @staticmethod
+    def _link(source: str | os.PathLike[str], dest: Path) -> bool:
+        try:
+            os.link(source, dest)
+            return True
+        except OSError:  # other file system, or links not allowed: copy instead
+            return False
 
     def publish(self, staged: StagedBlob) -> Path:
         """Move a staged blob whose index row is committed to its final place."""
@@ -112,13 +162,19 @@ class BlobStore:
         try:
             os.rename(staged.path, dest)
         except FileNotFoundError:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(staged.path, dest)
+            if not dest.parent.parent.is_dir():
+                dest.parent.parent.mkdir(exist_ok=True)
+                self._sync_dir(self.blob_dir)
+            dest.parent.mkdir(exist_ok=True)
             self._sync_dir(dest.parent.parent)
+            os.rename(staged.path, dest)
         self._sync_dir(dest.parent)
         return dest
 
     def discard(self, staged: StagedBlob) -> None:
+        if staged.syncing is not None:
+            with contextlib.suppress(OSError):
+                staged.syncing.result()
         with contextlib.suppress(FileNotFoundError):
             staged.path.unlink()
 
@@ -147,8 +203,7 @@ class BlobStore:
                     continue  # its owner is alive
             try:
                 staged = [p for p in session.iterdir() if p.name != ".lock"]
-                complete = [p for p in staged if not p.name.endswith(".part")]
-                keep = known_keys([p.name for p in complete]) if complete else set()
+                keep = known_keys([p.name for p in staged]) if staged else set()
                 for p in staged:
                     if p.name in keep:
                         self.publish(StagedBlob(p.name, p, p.stat().st_size))
@@ -180,6 +235,7 @@ class BlobStore:
                 self.session_dir.rmdir()
         except FileNotFoundError:
             pass
+        self._syncer.shutdown(wait=True)
         with contextlib.suppress(OSError):
             os.close(self._lock_fd)
 

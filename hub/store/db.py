@@ -47,9 +47,9 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_on_connect)
             event.listen(self.engine, "begin", _sqlite_on_begin)
         else:
-            self.engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True
-            )
+            # No pre-ping: it costs a round trip per transaction; a dropped connection fails one
+            # unit of work (reported to the client as out-of-resources) and is replaced.
+            self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=20, pool_recycle=1800)
         self._writer = self.engine.execution_options(rishub_write=True)
 
     @contextlib.contextmanager

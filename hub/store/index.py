@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+import random
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, exists, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hub.domain.archive import IndexRecord, InstanceRef, Level, StoreOutcome
 from hub.domain.origin import Origin
@@ -36,6 +38,14 @@ TRASH: Table = BlobTrash.__table__  # type: ignore[assignment]
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+ATTEMPTS = 5
+
+
+def _is_retryable(exc: OperationalError) -> bool:
+    """Deadlock (40P01) or serialization failure (40001) on PostgreSQL."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in ("40P01", "40001")
 
 
 def _dumps(value: Any) -> str:
@@ -64,20 +74,70 @@ class IndexRepository:
         self.db = db
         dialect = sqlite if db.is_sqlite else postgresql
         self._insert = dialect.insert
+        self._prepare_hot_path()
+
+    def _prepare_hot_path(self) -> None:
+        """Statements of the per-instance path, built once (SQLAlchemy then reuses their compiled
+        form): the common case of an instance joining an existing series."""
+        self._q_existing = (
+            select(I.c.pk, I.c.public_id, I.c.blob_key, I.c.series_pk)
+            .where(I.c.sop_instance_uid == bindparam("b_sop"))
+            # FOR UPDATE: a concurrent overwrite of the same instance must see the blob key the
+            # other one committed, or that blob would never be released (PostgreSQL READ COMMITTED).
+            .with_for_update()
+        )
+        self._q_parents = select(
+            select(P.c.pk).where(P.c.public_id == bindparam("b_p")).scalar_subquery().label("p"),
+            select(ST.c.pk).where(ST.c.public_id == bindparam("b_st")).scalar_subquery().label("st"),
+            select(SE.c.pk).where(SE.c.public_id == bindparam("b_se")).scalar_subquery().label("se"),
+        )
+        self._ins_instance = insert(I)
+        self._ins_change = insert(CH)
+        bumps = (
+            update(P).where(P.c.pk == bindparam("b_p_pk"))
+            .values(num_instances=P.c.num_instances + 1, updated_at=bindparam("b_now")),
+            update(ST).where(ST.c.pk == bindparam("b_st_pk"))
+            .values(num_instances=ST.c.num_instances + 1, updated_at=bindparam("b_now")),
+            update(SE).where(SE.c.pk == bindparam("b_se_pk"))
+            .values(num_instances=SE.c.num_instances + 1, updated_at=bindparam("b_now")),
+        )
+        self._bumps = bumps
+        # PostgreSQL: the three counters and the change row in one round trip. Data-modifying CTEs
+        # run in no defined order, so each one reads the previous one's output: that chains them
+        # patient -> study -> series, the lock order of every other writer (no deadlocks).
+        p_cte = bumps[0].returning(P.c.pk).cte("bump_p")
+        st_cte = bumps[1].where(exists(select(p_cte.c.pk))).returning(ST.c.pk).cte("bump_st")
+        se_cte = bumps[2].where(exists(select(st_cte.c.pk))).returning(SE.c.pk).cte("bump_se")
+        self._bump_all = insert(CH).from_select(
+            ["change_type", "resource_type", "public_id", "created_at"],
+            select(
+                literal("NewInstance"), literal(Level.INSTANCE.value), bindparam("b_id"), bindparam("b_now")
+            ).where(exists(select(se_cte.c.pk))),
+        )
 
     # ------------------------------------------------------------------ ingest
-    def add_instance(self, new: NewInstance, policy: str) -> IndexOutcome:
-        """Index one instance; ``policy`` decides what a known SOP Instance UID does."""
-        for attempt in range(3):
+    def add_instance(
+        self, new: NewInstance, policy: str, before_commit: Callable[[], None] | None = None
+    ) -> IndexOutcome:
+        """Index one instance; ``policy`` decides what a known SOP Instance UID does.
+
+        ``before_commit`` runs inside the transaction just before COMMIT (the ingest path waits
+        there for the blob's fsync, which so overlaps with the SQL work).
+        """
+        for attempt in range(ATTEMPTS):
             try:
                 with self.db.write() as conn:
-                    return self._add(conn, new, policy)
-            except IntegrityError:
-                # A concurrent transaction stored the same SOP Instance UID first: retry, and the
-                # duplicate policy applies to it.
-                if attempt == 2:
+                    outcome = self._add(conn, new, policy)
+                    if before_commit is not None and outcome.outcome is not StoreOutcome.DUPLICATE:
+                        before_commit()
+                    return outcome
+            except (IntegrityError, OperationalError) as exc:
+                # A concurrent transaction stored the same SOP Instance UID first (retry, and the
+                # duplicate policy applies to it), or PostgreSQL chose us as a deadlock victim.
+                if attempt == ATTEMPTS - 1 or (isinstance(exc, OperationalError) and not _is_retryable(exc)):
                     raise
-                log.info("concurrent insert of the same instance, retrying")
+                log.info("concurrent write of the same instance, retrying")
+                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
         raise AssertionError("unreachable")
 
     def _add(self, conn: Connection, new: NewInstance, policy: str) -> IndexOutcome:
@@ -89,13 +149,7 @@ class IndexRepository:
         released: list[str] = []
         outcome = StoreOutcome.STORED
 
-        # FOR UPDATE: a concurrent overwrite of the same instance must see the blob key the other
-        # one committed, or that blob would never be released (PostgreSQL READ COMMITTED).
-        existing = conn.execute(
-            select(I.c.pk, I.c.public_id, I.c.blob_key, I.c.series_pk)
-            .where(I.c.sop_instance_uid == sop_uid)
-            .with_for_update()
-        ).first()
+        existing = conn.execute(self._q_existing, {"b_sop": sop_uid}).first()
         if existing is not None:
             if policy == "keep":
                 old = self._ref_of(conn, existing.pk)
@@ -116,25 +170,50 @@ class IndexRepository:
                 return IndexOutcome(outcome, ref, tuple(released))
             self.remove_instance_row(conn, existing.pk, trash_blob=False)
 
-        patient_pk, new_patient = self._get_or_create(
-            conn, P, pat_id,
-            {**rec.patient, "main_tags": _dumps(rec.patient_tags), "num_studies": 0, "num_series": 0,
-             "num_instances": 0, "created_at": now, "updated_at": now},
-        )
-        study_pk, new_study = self._get_or_create(
-            conn, ST, study_id,
-            {**rec.study, "patient_pk": patient_pk, "main_tags": _dumps(rec.study_tags), "num_series": 0,
-             "num_instances": 0, "modalities_in_study": None, "created_at": now, "updated_at": now},
-        )
-        series_pk, new_series = self._get_or_create(
-            conn, SE, series_id,
-            {**rec.series, "study_pk": study_pk, "main_tags": _dumps(rec.series_tags), "num_instances": 0,
-             "created_at": now, "updated_at": now},
-        )
-        conn.execute(
-            insert(I).values(series_pk=series_pk, **self._instance_values(new, now, with_ids=True))
-        )
+        # One round trip for the three parents; the usual case is that they all exist.
+        known = conn.execute(self._q_parents, {"b_p": pat_id, "b_st": study_id, "b_se": series_id}).one()
+        patient_pk, new_patient = known.p, False
+        if patient_pk is None:
+            patient_pk, new_patient = self._get_or_create(
+                conn, P, pat_id,
+                {**rec.patient, "main_tags": _dumps(rec.patient_tags), "num_studies": 0, "num_series": 0,
+                 "num_instances": 0, "created_at": now, "updated_at": now},
+            )
+        study_pk, new_study = known.st, False
+        if study_pk is None:
+            study_pk, new_study = self._get_or_create(
+                conn, ST, study_id,
+                {**rec.study, "patient_pk": patient_pk, "main_tags": _dumps(rec.study_tags), "num_series": 0,
+                 "num_instances": 0, "modalities_in_study": None, "created_at": now, "updated_at": now},
+            )
+        series_pk, new_series = known.se, False
+        if series_pk is None:
+            series_pk, new_series = self._get_or_create(
+                conn, SE, series_id,
+                {**rec.series, "study_pk": study_pk, "main_tags": _dumps(rec.series_tags), "num_instances": 0,
+                 "created_at": now, "updated_at": now},
+            )
+        conn.execute(self._ins_instance, {"series_pk": series_pk, **self._instance_values(new, now, with_ids=True)})
 
+        if not (new_patient or new_study or new_series):
+            params = {"b_p_pk": patient_pk, "b_st_pk": study_pk, "b_se_pk": series_pk, "b_now": now, "b_id": inst_id}
+            if self.db.is_sqlite:
+                for stmt in self._bumps:
+                    conn.execute(stmt, params)
+                conn.execute(self._ins_change, {"change_type": "NewInstance", "resource_type": Level.INSTANCE.value,
+                                                "public_id": inst_id, "created_at": now})
+            else:
+                conn.execute(self._bump_all, params)
+            return IndexOutcome(outcome, ref, tuple(released))
+
+        # A new series, study or patient: counters of the parents grow by more than one instance.
+        study_values: dict[str, Any] = {
+            "num_instances": ST.c.num_instances + 1,
+            "num_series": ST.c.num_series + int(new_series),
+            "updated_at": now,
+        }
+        if new_series:
+            study_values["modalities_in_study"] = self._modalities(conn, study_pk)
         conn.execute(
             update(P).where(P.c.pk == patient_pk).values(
                 num_instances=P.c.num_instances + 1,
@@ -143,26 +222,23 @@ class IndexRepository:
                 updated_at=now,
             )
         )
-        study_values: dict[str, Any] = {
-            "num_instances": ST.c.num_instances + 1,
-            "num_series": ST.c.num_series + int(new_series),
-            "updated_at": now,
-        }
-        if new_series:
-            study_values["modalities_in_study"] = self._modalities(conn, study_pk)
         conn.execute(update(ST).where(ST.c.pk == study_pk).values(**study_values))
         conn.execute(
             update(SE).where(SE.c.pk == series_pk).values(num_instances=SE.c.num_instances + 1, updated_at=now)
         )
-
         # Orthanc logs the instance first, then each new parent upwards.
-        self._log(conn, now, "NewInstance", Level.INSTANCE, inst_id)
+        changes = [("NewInstance", Level.INSTANCE, inst_id)]
         if new_series:
-            self._log(conn, now, "NewSeries", Level.SERIES, series_id)
+            changes.append(("NewSeries", Level.SERIES, series_id))
         if new_study:
-            self._log(conn, now, "NewStudy", Level.STUDY, study_id)
+            changes.append(("NewStudy", Level.STUDY, study_id))
         if new_patient:
-            self._log(conn, now, "NewPatient", Level.PATIENT, pat_id)
+            changes.append(("NewPatient", Level.PATIENT, pat_id))
+        conn.execute(
+            self._ins_change,
+            [{"change_type": c, "resource_type": lvl.value, "public_id": pid, "created_at": now}
+             for c, lvl, pid in changes],
+        )
         return IndexOutcome(outcome, ref, tuple(released))
 
     def _instance_values(self, new: NewInstance, now: datetime, *, with_ids: bool) -> dict[str, Any]:
@@ -249,6 +325,9 @@ class IndexRepository:
             .join(ST, ST.c.pk == SE.c.study_pk)
             .where(I.c.pk == instance_pk)
         ).one()
+        # Lock the parents patient -> study -> series, the order every writer uses.
+        for table, pk in ((P, row.patient_pk), (ST, row.study_pk), (SE, row.series_pk)):
+            conn.execute(select(table.c.pk).where(table.c.pk == pk).with_for_update(key_share=True))
         now = utcnow()
         conn.execute(delete(I).where(I.c.pk == instance_pk))
         series_left = conn.execute(

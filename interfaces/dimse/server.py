@@ -14,6 +14,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from hub.app import Hub
 from hub.services.modalities import ModalityDirectory
+from interfaces.dimse import reactor
 from interfaces.dimse.echo import make_echo_handler
 from interfaces.dimse.store import make_store_handler
 
@@ -49,6 +50,7 @@ class HubAssociationServer(ThreadedAssociationServer):
 
 def build_ae(hub: Hub, directory: ModalityDirectory) -> AE:
     s = hub.settings
+    reactor.install()
     ae = AE(ae_title=s.ae_title)
     ae.maximum_pdu_size = s.dicom.max_pdu_size
     ae.maximum_associations = s.dicom.max_associations

@@ -42,6 +42,7 @@ def make_store_handler(hub: Hub, directory: ModalityDirectory):  # noqa: ANN201
                 event.dataset_path,
                 expected_sop_class_uid=str(req.AffectedSOPClassUID),
                 expected_sop_instance_uid=str(req.AffectedSOPInstanceUID),
+                consume=True,  # pynetdicom deletes its receive file after this handler
             )
         except HubError as exc:
             log.warning("C-STORE failed (%s): %s [%s]", origin.describe(), exc.message, exc.code)
