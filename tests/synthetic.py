@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ def ct_slice(
     ds.SeriesDate = "20261101"
     ds.StudyTime = "101500"
     ds.SeriesTime = "101700"
-    ds.AccessionNumber = f"ACC{abs(hash(seed)) % 10**8:08d}"[:16]
+    ds.AccessionNumber = f"ACC{zlib.crc32(seed.encode()) % 10**8:08d}"
     ds.Modality = "CT"
     ds.Manufacturer = "rishub synthetic"
     ds.ReferringPhysicianName = "REFERRER^ANNA"

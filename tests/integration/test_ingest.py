@@ -182,3 +182,20 @@ def test_dimse_style_expected_uids_are_checked(hub: Hub):
     ok = hub.ingest.store(ORIGIN, TEST_FILES / "CT_small.dcm", expected_sop_instance_uid=ds.SOPInstanceUID,
                           expected_sop_class_uid=ds.SOPClassUID)
     assert ok.outcome is StoreOutcome.STORED
+
+
+def test_logs_carry_no_patient_data(hub: Hub, tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    caplog.set_level("DEBUG")
+    good = tmp_path / "good.dcm"
+    ct_slice(0, rows=8, cols=8, patient_id="PHI-ID-777", patient_name="SECRET^PATIENT").save_as(
+        good, enforce_file_format=True
+    )
+    bad_ds = ct_slice(1, rows=8, cols=8, patient_id="PHI-ID-777", patient_name="SECRET^PATIENT")
+    del bad_ds.SeriesInstanceUID
+    bad = tmp_path / "bad.dcm"
+    bad_ds.save_as(bad, enforce_file_format=True)
+    hub.ingest.store(ORIGIN, good)
+    with pytest.raises(HubError):
+        hub.ingest.store(ORIGIN, bad)
+    assert caplog.records, "the store path logs"
+    assert "SECRET" not in caplog.text and "PHI-ID-777" not in caplog.text
