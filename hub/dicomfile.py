@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from pydicom import config as pydicom_config
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -37,6 +38,11 @@ class Header:
     pixel_data_offset: int | None  # offset of the pixel data element's tag in the file
     pixel_data_vr: str | None
     pixel_data_tag: str | None
+
+
+# Objects are stored as received; value checks on read would only warn, and a warning that quotes a
+# value may carry patient data into the logs.
+pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
 
 
 class Truncated(Exception):

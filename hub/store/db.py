@@ -43,13 +43,16 @@ class Database:
                 connect_args={"check_same_thread": False, "timeout": 60},
                 pool_size=pool_size,
                 max_overflow=20,
+                hide_parameters=True,  # errors are logged: never with patient data in them
             )
             event.listen(self.engine, "connect", _sqlite_on_connect)
             event.listen(self.engine, "begin", _sqlite_on_begin)
         else:
             # No pre-ping: it costs a round trip per transaction; a dropped connection fails one
             # unit of work (reported to the client as out-of-resources) and is replaced.
-            self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=20, pool_recycle=1800)
+            self.engine = create_engine(
+                self.url, pool_size=pool_size, max_overflow=20, pool_recycle=1800, hide_parameters=True
+            )
         self._writer = self.engine.execution_options(rishub_write=True)
 
     @contextlib.contextmanager
