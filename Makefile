@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-pg bench lint clean
+.PHONY: install run test test-pg bench bench-ingest bench-query lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,13 @@ test: $(STAMP)
 test-pg: $(STAMP)
 	RISHUB_TEST_PG=1 $(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: bench-ingest bench-query
+
+bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+bench-query: $(STAMP)
+	$(BIN)/python bench/query.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check hub interfaces mappings migrations tests bench

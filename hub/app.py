@@ -8,10 +8,16 @@ from datetime import UTC, datetime
 
 from hub import __version__
 from hub.services.auth import AuthService
+from hub.services.commitment import CommitmentService
 from hub.services.ingest import IngestService
+from hub.services.query import QueryService
+from hub.services.retrieve import RetrieveService
 from hub.settings import Settings
 from hub.store import BlobStore, Database, IndexRepository, UserRepository
 from hub.store import db as dbmod
+from hub.store.commitment import CommitmentRepository
+from hub.store.query import QueryRepository
+from hub.store.retrieve import RetrieveRepository
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,9 @@ class Hub:
     users: UserRepository
     ingest: IngestService
     auth: AuthService
+    commitment: CommitmentService
+    query: QueryService
+    retrieve: RetrieveService
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     generated_admin_password: str | None = None
     version: str = __version__
@@ -59,7 +68,13 @@ class Hub:
         users = UserRepository(db)
         ingest = IngestService(blobs, index, duplicate_policy=settings.storage.duplicate_policy)
         auth = AuthService(users, settings.auth.jwt)
-        hub = cls(settings, db, blobs, index, users, ingest, auth)
+        commitment = CommitmentService(CommitmentRepository(db), blobs)
+        query = QueryService(QueryRepository(db), settings.ae_title)
+        retrieve = RetrieveService(RetrieveRepository(db), blobs)
+        hub = cls(
+            settings=settings, db=db, blobs=blobs, index=index, users=users, ingest=ingest, auth=auth, query=query,
+            commitment=commitment, retrieve=retrieve,
+        )
         published, deleted, trashed = ingest.recover()
         if published or deleted or trashed:
             log.warning(

@@ -30,6 +30,11 @@ TABLE: dict[str, ErrorCode] = {
         ErrorCode("invalid_attribute", 400, 0xA900, "AE", "102", "An attribute has an invalid value"),
         ErrorCode("duplicate_instance", 409, 0x0111, "AE", "205", "The SOP Instance is already stored"),
         ErrorCode("unknown_resource", 404, 0xC000, "AE", "204", "Unknown resource"),
+        # Query/Retrieve (PS3.4 C.4.1.1.4, C.4.2.1.5): identifier problems are 0xA900, values that
+        # cannot be processed 0xC000-range; a C-MOVE destination we do not know is 0xA801.
+        ErrorCode("invalid_identifier", 400, 0xA900, "AE", "207", "Identifier does not match SOP Class"),
+        ErrorCode("invalid_query_value", 400, 0xC001, "AE", "102", "A query key has a malformed value"),
+        ErrorCode("unknown_destination", 400, 0xA801, "AE", "204", "Move destination unknown"),
         ErrorCode("unauthorized", 401, 0x0124, "AR", "207", "Authentication required"),
         ErrorCode("forbidden", 403, 0x0124, "AR", "207", "Not authorized"),
         ErrorCode("sop_class_not_supported", 415, 0x0122, "AR", "200", "SOP Class not supported"),

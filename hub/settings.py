@@ -39,6 +39,7 @@ class DicomSettings:
     port: int = 4242
     check_called_aet: bool = True
     check_calling: bool = False  # true: only [modalities] AE titles from their hosts may associate
+    case_insensitive_names: bool = True  # PN matching in C-FIND/QIDO (PS3.4 C.2.2.2.1 leaves it open)
     max_associations: int = 32
     max_pdu_size: int = 0  # 0 = unlimited (PS3.8 D.1 Maximum Length)
     network_timeout: int = 60

@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_user_add)
     p = with_config(user.add_parser("list", help="list users"))
     p.set_defaults(func=cmd_user_list)
+
+    from interfaces.cli_dicom import register as register_dicom
+
+    register_dicom(sub, with_config)
     return parser
 
 

@@ -36,6 +36,23 @@ def dataset_to_dicom_json(ds: Dataset, pixel_vr: str | None = None, pixel_tag: s
         bulk_data_element_handler=_bulk_handler,
         suppress_invalid_tags=True,
     )
+    _tidy_numbers(out)
     if pixel_vr:
         out[pixel_tag] = {"vr": pixel_vr, "BulkDataURI": bulk_uri(pixel_tag)}
     return out
+
+
+def _tidy_numbers(obj: dict[str, Any]) -> None:
+    """DS values that are whole numbers as JSON integers (``120``, not ``120.0``; PS3.18 F.2.3)."""
+    for elem in obj.values():
+        if not isinstance(elem, dict):
+            continue
+        values = elem.get("Value")
+        if not values:
+            continue
+        if elem.get("vr") == "DS":
+            elem["Value"] = [int(v) if isinstance(v, float) and v.is_integer() else v for v in values]
+        elif elem.get("vr") == "SQ":
+            for item in values:
+                if isinstance(item, dict):
+                    _tidy_numbers(item)

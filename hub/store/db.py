@@ -88,6 +88,9 @@ def _sqlite_on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=60000")
+    # DICOM wildcard matching is case-sensitive (names match their upper-cased *_norm columns),
+    # and a case-sensitive LIKE 'ABC%' can use the column's index.
+    cur.execute("PRAGMA case_sensitive_like=ON")
     cur.close()
 
 

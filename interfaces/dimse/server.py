@@ -1,28 +1,94 @@
-"""The hub's DICOM Application Entity: Verification and every Storage SOP class (PS3.4 Annex B)
-in every transfer syntax pydicom knows, stored as received (no transcoding, no pixel decode)."""
+"""The hub's DICOM Application Entity.
+
+SCP for Verification, every Storage SOP class (PS3.4 Annex B; every transfer syntax pydicom knows,
+stored as received), Query/Retrieve FIND/MOVE/GET in the Patient Root and Study Root models
+(PS3.4 Annex C) and Storage Commitment Push Model (PS3.4 Annex J). Storage contexts accept the SCP
+role too, so that C-GET can send its sub-operations back on the requester's association.
+"""
 
 from __future__ import annotations
 
+import copy
 import logging
 import socket
 import threading
 
-from pydicom.uid import AllTransferSyntaxes
+from pydicom.uid import (
+    AllTransferSyntaxes,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StorageCommitmentPushModel,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
 from pynetdicom.transport import ThreadedAssociationServer
 
 from hub.app import Hub
 from hub.services.modalities import ModalityDirectory
 from interfaces.dimse import reactor
+from interfaces.dimse.commit import make_commit_handler
 from interfaces.dimse.echo import make_echo_handler
+from interfaces.dimse.find import make_find_handler
+from interfaces.dimse.get import make_get_handler
+from interfaces.dimse.move import make_move_handler
 from interfaces.dimse.store import make_store_handler
 
 log = logging.getLogger(__name__)
 
+QUERY_RETRIEVE = (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelGet,
+)
+UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
+
 # Stream C-STORE data sets to a file instead of decoding them in memory.
 _config.STORE_RECV_CHUNKED_DATASET = True
 _config.LOG_HANDLER_LEVEL = "none"
+# pynetdicom would log C-FIND/C-MOVE identifiers (patient data) at DEBUG; never.
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
+
+
+def preferred_transfer_syntaxes() -> list[str]:
+    """Acceptor order (pynetdicom accepts the first of ours that the requester proposed):
+    lossless compressed (keep what the modality compressed), then Explicit VR LE, the other
+    uncompressed ones with Implicit VR LE last, then lossy ones (only when nothing else is proposed,
+    so we never ask a sender to compress lossily)."""
+    lossless, lossy = [], []
+    for ts in AllTransferSyntaxes:
+        if not ts.is_compressed:
+            continue
+        (lossless if "Lossless" in ts.keyword and "NearLossless" not in ts.keyword else lossy).append(str(ts))
+    uncompressed = [ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian]
+    return lossless + [str(ts) for ts in uncompressed] + lossy
+
+
+class _Contexts(list):
+    """The server's supported contexts. pynetdicom deep-copies them for every association, which
+    for ~170 contexts costs ~30 ms per association; a context holds only UIDs and flags, so a
+    shallow copy of each (with its own transfer syntax list) is an equally independent copy."""
+
+    def __deepcopy__(self, memo: dict) -> list:
+        out = []
+        for cx in self:
+            clone = copy.copy(cx)
+            clone._transfer_syntax = list(cx._transfer_syntax)
+            out.append(clone)
+        return out
 
 
 class HubAssociationServer(ThreadedAssociationServer):
@@ -60,10 +126,14 @@ def build_ae(hub: Hub, directory: ModalityDirectory) -> AE:
     ae.require_called_aet = s.dicom.check_called_aet
     if directory.check_calling:
         ae.require_calling_aet = sorted({m.aet for m in directory.modalities.values()}) or ["\x00"]
-    syntaxes = list(AllTransferSyntaxes)
+    syntaxes = preferred_transfer_syntaxes()
+    assert len(syntaxes) == len(AllTransferSyntaxes)
     ae.add_supported_context(Verification, syntaxes)
     for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(cx.abstract_syntax, syntaxes)
+        ae.add_supported_context(cx.abstract_syntax, syntaxes, scu_role=True, scp_role=True)
+    for sop_class in QUERY_RETRIEVE:
+        ae.add_supported_context(sop_class, list(UNCOMPRESSED))
+    ae.add_supported_context(StorageCommitmentPushModel, list(UNCOMPRESSED))
     return ae
 
 
@@ -83,11 +153,16 @@ class DimseServer:
         handlers = [
             (evt.EVT_C_ECHO, make_echo_handler(self.hub, self.directory)),
             (evt.EVT_C_STORE, make_store_handler(self.hub, self.directory)),
+            (evt.EVT_C_FIND, make_find_handler(self.hub, self.directory)),
+            (evt.EVT_C_MOVE, make_move_handler(self.hub, self.directory, self.ae)),
+            (evt.EVT_C_GET, make_get_handler(self.hub, self.directory)),
+            (evt.EVT_N_ACTION, make_commit_handler(self.hub, self.directory, self.ae)),
         ]
         server = self.ae.make_server(
             (self.host, self.port), evt_handlers=handlers, server_class=HubAssociationServer
         )
         server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        server.contexts = _Contexts(server.contexts)
         if self.directory.check_calling:
             server.allowed_hosts = self.directory.known_hosts()
         self.ae._servers.append(server)  # as AE.start_server does; shutdown() removes it
