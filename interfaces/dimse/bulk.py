@@ -83,6 +83,19 @@ def c_store_rq_command(
     return _ELEM.pack(0x0000, 0x0000, 4) + struct.pack("<L", len(body)) + body
 
 
+def c_find_rsp_command(sop_class_uid: str, msg_id: int, status: int = 0xFF00) -> bytes:
+    """A C-FIND-RSP command set with an identifier (PS3.7 9.3.2.2, Table 9.3-3), e.g. Pending."""
+    elements = [
+        (0x0002, _even(sop_class_uid.encode("ascii"), b"\x00")),  # Affected SOP Class UID
+        (0x0100, _US.pack(0x8020)),  # Command Field: C-FIND-RSP
+        (0x0120, _US.pack(msg_id)),  # Message ID Being Responded To
+        (0x0800, _US.pack(0x0001)),  # Command Data Set Type: present
+        (0x0900, _US.pack(status)),  # Status
+    ]
+    body = b"".join(_ELEM.pack(0x0000, elem, len(value)) + value for elem, value in elements)
+    return _ELEM.pack(0x0000, 0x0000, 4) + struct.pack("<L", len(body)) + body
+
+
 class BulkChannel:
     def __init__(self, assoc: Association) -> None:
         self.assoc = assoc
@@ -186,6 +199,23 @@ class BulkChannel:
             assoc._handle_no_response()  # aborts on a timeout, as pynetdicom
             return Dataset()
         return assoc._check_received_status(rsp)
+
+    def message_bytes(self, context_id: int, command: bytes, dataset: bytes) -> bytes:
+        """A whole DIMSE message (command, then data set fragments) as P-DATA-TF PDUs."""
+        max_pdu = self.assoc.dimse.maximum_pdu_size
+        fragment = max_pdu - 6 if max_pdu else max(len(dataset), 1)
+        if len(command) > fragment:
+            raise ValueError("the peer's maximum PDU length cannot hold the command set")
+        parts = [self._pdv(context_id, COMMAND_LAST, command)]
+        for start in range(0, len(dataset), fragment):
+            piece = dataset[start : start + fragment]
+            last = start + len(piece) >= len(dataset)
+            parts.append(self._pdv(context_id, DATA_LAST if last else DATA, piece))
+        return b"".join(parts)
+
+    def queue_bytes(self, payload: bytes) -> None:
+        """Queue pre-encoded PDUs for the DUL thread to write, in order with pynetdicom's own."""
+        self._queue(payload)
 
     @staticmethod
     def _pdv(context_id: int, control: int, value: bytes) -> bytes:
