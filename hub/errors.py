@@ -35,6 +35,8 @@ TABLE: dict[str, ErrorCode] = {
         ErrorCode("invalid_identifier", 400, 0xA900, "AE", "207", "Identifier does not match SOP Class"),
         ErrorCode("invalid_query_value", 400, 0xC001, "AE", "102", "A query key has a malformed value"),
         ErrorCode("unknown_destination", 400, 0xA801, "AE", "204", "Move destination unknown"),
+        # A remote node we called as SCU failed (refused, rejected, timed out): a gateway error.
+        ErrorCode("remote_failure", 502, 0xA702, "AE", "207", "The remote DICOM node failed the request"),
         ErrorCode("unauthorized", 401, 0x0124, "AR", "207", "Authentication required"),
         ErrorCode("forbidden", 403, 0x0124, "AR", "207", "Not authorized"),
         ErrorCode("sop_class_not_supported", 415, 0x0122, "AR", "200", "SOP Class not supported"),

@@ -30,14 +30,23 @@ class HttpServer:
         )
         self.port = int(self.server.effective_port)  # type: ignore[union-attr]
         self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except (OSError, ValueError):
+            if not self._stopping:  # closing the sockets under the loop is how waitress stops
+                raise
 
     def start(self) -> int:
-        self._thread = threading.Thread(target=self.server.run, name="http", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
         self._thread.start()
         log.info("HTTP listening on %s:%d", self.server.effective_host, self.port)  # type: ignore[union-attr]
         return self.port
 
     def stop(self) -> None:
+        self._stopping = True
         self.server.close()
 
 

@@ -54,7 +54,7 @@ class RemoteError(HubError):
     """
 
     def __init__(self, kind: str, message: str, *, status: int | None = None) -> None:
-        super().__init__("internal", message)
+        super().__init__("remote_failure", message)
         self.kind = kind
         self.status = status
 

@@ -20,16 +20,14 @@ from typing import Any
 from pynetdicom.events import Event
 
 from hub.app import Hub
-from hub.errors import HubError
 from hub.services.modalities import ModalityDirectory
 from interfaces.dimse.retrieve import (
     CANCEL,
     NOT_AUTHORIZED,
     PENDING,
-    UNABLE_TO_MATCH,
     SubOperations,
+    matching_items,
     origin_of,
-    retrieve_keys,
     status,
 )
 
@@ -48,15 +46,9 @@ def make_get_handler(hub: Hub, directory: ModalityDirectory):  # noqa: ANN201
             log.warning("C-GET refused: %s may not get", origin.describe())
             yield from _refuse(NOT_AUTHORIZED, "Refused: not authorized")
             return
-        try:
-            items = hub.retrieve.instances(retrieve_keys(event))
-        except HubError as exc:
-            log.warning("C-GET refused (%s): %s [%s]", origin.describe(), exc.message, exc.code)
-            yield from _refuse(exc.dimse_status, exc.message)
-            return
-        except Exception:
-            log.exception("C-GET failed (%s)", origin.describe())
-            yield from _refuse(UNABLE_TO_MATCH, "Unable to calculate number of matches")
+        items, refusal = matching_items(hub, event, origin, "C-GET")
+        if refusal is not None:
+            yield from _refuse(*refusal)
             return
         yield len(items)
         if not items:

@@ -34,19 +34,17 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
 
 from hub.app import Hub
-from hub.errors import HubError
 from hub.services.modalities import ModalityDirectory
 from interfaces.dimse.retrieve import (
     CANCEL,
     NOT_AUTHORIZED,
     PENDING,
     UNABLE,
-    UNABLE_TO_MATCH,
     WARNING,
     SubOperations,
     failed_list,
+    matching_items,
     origin_of,
-    retrieve_keys,
     status,
 )
 
@@ -152,15 +150,9 @@ def make_move_handler(hub: Hub, directory: ModalityDirectory, ae: AE):  # noqa: 
                         destination)
             yield (None, None)  # pynetdicom answers 0xA801 Move Destination unknown
             return
-        try:
-            items = hub.retrieve.instances(retrieve_keys(event))
-        except HubError as exc:
-            log.warning("C-MOVE refused (%s): %s [%s]", origin.describe(), exc.message, exc.code)
-            yield from _refuse(exc.dimse_status, exc.message)
-            return
-        except Exception:
-            log.exception("C-MOVE failed (%s)", origin.describe())
-            yield from _refuse(UNABLE_TO_MATCH, "Unable to calculate number of matches")
+        items, refusal = matching_items(hub, event, origin, "C-MOVE")
+        if refusal is not None:
+            yield from _refuse(*refusal)
             return
         node = nodes[0]
         sub_ops = SubOperations(items, originator_aet=origin.remote_aet)

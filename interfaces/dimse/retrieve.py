@@ -86,6 +86,20 @@ def retrieve_keys(event: Event) -> RetrieveKeys:
     return identifier_to_retrieve_keys(identifier, root=root)
 
 
+def matching_items(
+    hub: Any, event: Event, origin: Origin, verb: str
+) -> tuple[list[RetrieveItem], tuple[int, str] | None]:
+    """The instances a C-MOVE/C-GET names, or the (status, comment) that refuses it (logged)."""
+    try:
+        return hub.retrieve.instances(retrieve_keys(event)), None
+    except HubError as exc:
+        log.warning("%s refused (%s): %s [%s]", verb, origin.describe(), exc.message, exc.code)
+        return [], (exc.dimse_status, exc.message)
+    except Exception:
+        log.exception("%s failed (%s)", verb, origin.describe())
+        return [], (UNABLE_TO_MATCH, "Unable to calculate number of matches")
+
+
 class SubOperations:
     """The C-STORE sub-operations of one retrieve and their outcomes."""
 
