@@ -25,6 +25,7 @@ from interfaces.dimse.retrieve import (
     CANCEL,
     NOT_AUTHORIZED,
     PENDING,
+    PendingThrottle,
     SubOperations,
     matching_items,
     origin_of,
@@ -57,6 +58,7 @@ def make_get_handler(hub: Hub, directory: ModalityDirectory):  # noqa: ANN201
         sub_ops = SubOperations(items)
         # pynetdicom sends each sub-operation with ``assoc.send_c_store(placeholder, msg_id=...)``.
         assoc.send_c_store = functools.partial(sub_ops.send, assoc.send_c_store, assoc)  # type: ignore[method-assign]
+        throttle = PendingThrottle(assoc)
         try:
             for item in items:
                 if event.is_cancelled:
@@ -68,6 +70,7 @@ def make_get_handler(hub: Hub, directory: ModalityDirectory):  # noqa: ANN201
                 yield (PENDING, sub_ops.placeholder(item))
             log.info("C-GET (%s): %s", origin.describe(), sub_ops.summary())
         finally:
+            throttle.close()
             vars(assoc).pop("send_c_store", None)
             sub_ops.close()
 

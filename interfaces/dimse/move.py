@@ -41,6 +41,7 @@ from interfaces.dimse.retrieve import (
     PENDING,
     UNABLE,
     WARNING,
+    PendingThrottle,
     SubOperations,
     failed_list,
     matching_items,
@@ -163,18 +164,22 @@ def make_move_handler(hub: Hub, directory: ModalityDirectory, ae: AE):  # noqa: 
             log.warning("C-MOVE (%s): cannot reach %s at %s:%d", origin.describe(), destination, node.host, node.port)
             yield (status(UNABLE, "Move destination unreachable"), failed_list(sub_ops.remaining_after(0)))
             return
-        for done, item in enumerate(items):
-            if event.is_cancelled:
-                log.info("C-MOVE to %s cancelled: %s", destination, sub_ops.summary())
-                yield (CANCEL, None)
-                return
-            if link.lost:
-                log.warning("C-MOVE to %s: association lost: %s", destination, sub_ops.summary())
-                code = WARNING if sub_ops.completed or sub_ops.warnings else UNABLE
-                yield (status(code, "Association with the move destination lost"),
-                       failed_list(sub_ops.failed + sub_ops.remaining_after(done)))
-                return
-            yield (PENDING, sub_ops.placeholder(item))
+        throttle = PendingThrottle(event.assoc)
+        try:
+            for done, item in enumerate(items):
+                if event.is_cancelled:
+                    log.info("C-MOVE to %s cancelled: %s", destination, sub_ops.summary())
+                    yield (CANCEL, None)
+                    return
+                if link.lost:
+                    log.warning("C-MOVE to %s: association lost: %s", destination, sub_ops.summary())
+                    code = WARNING if sub_ops.completed or sub_ops.warnings else UNABLE
+                    yield (status(code, "Association with the move destination lost"),
+                           failed_list(sub_ops.failed + sub_ops.remaining_after(done)))
+                    return
+                yield (PENDING, sub_ops.placeholder(item))
+        finally:
+            throttle.close()
         log.info("C-MOVE to %s (%s): %s", destination, origin.describe(), sub_ops.summary())
 
     return handle_move

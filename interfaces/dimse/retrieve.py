@@ -13,6 +13,7 @@ never transcoded and that sub-operation fails (counted by pynetdicom, PS3.4 C.4.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -98,6 +99,31 @@ def matching_items(
     except Exception:
         log.exception("%s failed (%s)", verb, origin.describe())
         return [], (UNABLE_TO_MATCH, "Unable to calculate number of matches")
+
+
+class PendingThrottle:
+    """Sends a Pending C-MOVE/C-GET response (with its sub-operation counts) at most every
+    ``interval`` seconds instead of after every sub-operation: Pending responses are optional
+    (PS3.4 C.4.2.1.5, C.4.3.1.4) and encoding each one in pynetdicom costs ~0.3 ms per instance.
+    Installed on the requester's association for one retrieve; Final responses pass unchanged."""
+
+    def __init__(self, assoc: Association, interval: float = 0.25) -> None:
+        self.dimse = assoc.dimse
+        self.interval = interval
+        self._plain = self.dimse.send_msg
+        self._last = 0.0
+        self.dimse.send_msg = self._send  # type: ignore[method-assign]
+
+    def _send(self, primitive: Any, context_id: int) -> None:
+        if getattr(primitive, "Status", None) == 0xFF00 and primitive.__class__.__name__ in ("C_MOVE", "C_GET"):
+            now = time.monotonic()
+            if now - self._last < self.interval:
+                return
+            self._last = now
+        self._plain(primitive, context_id)
+
+    def close(self) -> None:
+        vars(self.dimse).pop("send_msg", None)
 
 
 class SubOperations:

@@ -238,7 +238,8 @@ def test_move_transfer_syntaxes_as_stored_or_reencoded(tmp_path: Path, db_url: s
             store_all(hub, samples)
             ds = identifier("IMAGE", SOPInstanceUID=[sop_uid(p) for p in samples])
             final, _, pending = c_move(hub.dimse_port, ds, "WIDE")  # type: ignore[attr-defined]
-            assert final.Status == 0x0000 and final.NumberOfCompletedSuboperations == 4 and pending == 4
+            # Pending responses carry the counts, at most every 0.25 s (they are optional, PS3.4 C.4.2.1.5)
+            assert final.Status == 0x0000 and final.NumberOfCompletedSuboperations == 4 and 1 <= pending <= 4
             assert_same_bytes(wide, samples)
 
             final, ident, _ = c_move(hub.dimse_port, ds, "NARROW")  # type: ignore[attr-defined]
