@@ -52,6 +52,7 @@ COLUMNS: dict[str, tuple[Table, str, str | None]] = {
 assert set(COLUMNS) | {"ModalitiesInStudy"} == set(MATCHABLE)
 
 LEVEL_TABLE = {QueryLevel.PATIENT: P, QueryLevel.STUDY: ST, QueryLevel.SERIES: SE, QueryLevel.IMAGE: I}
+PK_LABEL = {QueryLevel.PATIENT: "p_pk", QueryLevel.STUDY: "st_pk", QueryLevel.SERIES: "se_pk", QueryLevel.IMAGE: "i_pk"}
 
 
 def like_pattern(value: str) -> tuple[str, bool]:
@@ -210,13 +211,34 @@ class QueryRepository:
             stmt = stmt.offset(query.offset)
         return stmt
 
-    def search(self, query: Query, *, batch: int = 200) -> Iterator[dict[str, Any]]:
-        """Stream the matching resources as records (tags merged top-down, counts, metadata)."""
-        stmt = self.statement(query)
+    def search(self, query: Query, *, page: int = 500) -> Iterator[dict[str, Any]]:
+        """Stream the matching resources as records (tags merged top-down, counts, metadata).
+
+        Keyset pages of ``page`` rows (``pk > last``, in ``pk`` order): memory stays bounded without a
+        server-side cursor, which costs PostgreSQL several round trips (~8 ms) even for one row.
+        """
+        base = self.statement(Query(query.level, query.conditions, None, 0, query.case_insensitive_names))
+        key = LEVEL_TABLE[query.level].c.pk
+        key_label = PK_LABEL[query.level]
+        remaining = query.limit
+        first = True
+        last: int | None = None
         with self.db.read() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
-            for row in result.mappings():
-                yield _record(row, query.level)
+            while remaining is None or remaining > 0:
+                size = page if remaining is None else min(page, remaining)
+                stmt = base if last is None else base.where(key > last)
+                stmt = stmt.limit(size)
+                if first and query.offset:
+                    stmt = stmt.offset(query.offset)
+                first = False
+                rows = conn.execute(stmt).mappings().all()
+                for row in rows:
+                    yield _record(row, query.level)
+                if remaining is not None:
+                    remaining -= len(rows)
+                if len(rows) < size:
+                    return
+                last = rows[-1][key_label]
 
     def count(self, query: Query) -> int:
         stmt = self.statement(Query(query.level, query.conditions, None, 0, query.case_insensitive_names))

@@ -257,3 +257,18 @@ def test_sequence_matching_and_return_at_image_level(archive: Hub, listeners):
     assert final.Status == 0x0000 and len(rows) == 1
     assert rows[0].SOPInstanceUID == uid("b", "mr", 0)
     assert rows[0].RequestAttributesSequence[0].ScheduledProcedureStepID == "SPS7"
+
+
+def test_search_pages_limit_and_offset(hub: Hub, tmp_path: Path):
+    """The query model's keyset paging: every match once, in order; limit and offset honoured."""
+    from hub.domain.query import Condition, Match, Query, QueryLevel
+
+    o = Origin("import")
+    for p in write_series(tmp_path / "pg", 23, rows=2, cols=2, seed="paging"):
+        hub.ingest.store(o, p)
+    query = Query(QueryLevel.IMAGE, [Condition("SeriesInstanceUID", Match.SINGLE, uid("paging", "series"))])
+    everything = [r["instance_pk"] for r in hub.query.repository.search(query, page=5)]
+    assert len(everything) == 23 and everything == sorted(everything)
+    limited = Query(QueryLevel.IMAGE, query.conditions, limit=7, offset=4)
+    assert [r["instance_pk"] for r in hub.query.repository.search(limited, page=3)] == everything[4:11]
+    assert hub.query.count(query) == 23
