@@ -211,11 +211,12 @@ class QueryRepository:
             stmt = stmt.offset(query.offset)
         return stmt
 
-    def search(self, query: Query, *, page: int = 500) -> Iterator[dict[str, Any]]:
+    def search(self, query: Query, *, page: int = 500, first_page: int = 50) -> Iterator[dict[str, Any]]:
         """Stream the matching resources as records (tags merged top-down, counts, metadata).
 
         Keyset pages of ``page`` rows (``pk > last``, in ``pk`` order): memory stays bounded without a
-        server-side cursor, which costs PostgreSQL several round trips (~8 ms) even for one row.
+        server-side cursor, which costs PostgreSQL several round trips (~8 ms) even for one row. The
+        first page is small so that the first answer goes out early.
         """
         base = self.statement(Query(query.level, query.conditions, None, 0, query.case_insensitive_names))
         key = LEVEL_TABLE[query.level].c.pk
@@ -225,7 +226,8 @@ class QueryRepository:
         last: int | None = None
         with self.db.read() as conn:
             while remaining is None or remaining > 0:
-                size = page if remaining is None else min(page, remaining)
+                want = first_page if first else page
+                size = want if remaining is None else min(want, remaining)
                 stmt = base if last is None else base.where(key > last)
                 stmt = stmt.limit(size)
                 if first and query.offset:

@@ -267,7 +267,7 @@ def test_search_pages_limit_and_offset(hub: Hub, tmp_path: Path):
     for p in write_series(tmp_path / "pg", 23, rows=2, cols=2, seed="paging"):
         hub.ingest.store(o, p)
     query = Query(QueryLevel.IMAGE, [Condition("SeriesInstanceUID", Match.SINGLE, uid("paging", "series"))])
-    everything = [r["instance_pk"] for r in hub.query.repository.search(query, page=5)]
+    everything = [r["instance_pk"] for r in hub.query.repository.search(query, page=5, first_page=2)]
     assert len(everything) == 23 and everything == sorted(everything)
     limited = Query(QueryLevel.IMAGE, query.conditions, limit=7, offset=4)
     assert [r["instance_pk"] for r in hub.query.repository.search(limited, page=3)] == everything[4:11]
