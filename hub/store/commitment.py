@@ -11,12 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 
 from hub.store.db import Database
-from hub.store.models import Instance
-
-I: Table = Instance.__table__  # type: ignore[assignment]  # noqa: E741
+from hub.store.models import I
 
 BATCH = 500  # bind parameters per IN list; far below SQLite's 32766 and PostgreSQL's 65535
 

@@ -25,16 +25,10 @@ from hub.domain.origin import Origin
 from hub.errors import DuplicateInstance
 from hub.store.db import Database
 from hub.store.index_reads import IndexReads
-from hub.store.models import BlobTrash, Change, Instance, Patient, Series, Study
+from hub.store.models import CH, SE, ST, TRASH, I, P
 
 log = logging.getLogger(__name__)
 
-P: Table = Patient.__table__  # type: ignore[assignment]
-ST: Table = Study.__table__  # type: ignore[assignment]
-SE: Table = Series.__table__  # type: ignore[assignment]
-I: Table = Instance.__table__  # type: ignore[assignment]  # noqa: E741
-CH: Table = Change.__table__  # type: ignore[assignment]
-TRASH: Table = BlobTrash.__table__  # type: ignore[assignment]
 
 
 def utcnow() -> datetime:

@@ -5,17 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import func, select
 
 from hub.store.db import Database
-from hub.store.models import BlobTrash, Change, Instance, Patient, Series, Study
-
-P: Table = Patient.__table__  # type: ignore[assignment]
-ST: Table = Study.__table__  # type: ignore[assignment]
-SE: Table = Series.__table__  # type: ignore[assignment]
-I: Table = Instance.__table__  # type: ignore[assignment]  # noqa: E741
-CH: Table = Change.__table__  # type: ignore[assignment]
-TRASH: Table = BlobTrash.__table__  # type: ignore[assignment]
+from hub.store.models import CH, SE, ST, TRASH, I, P
 
 
 class IndexReads:

@@ -9,12 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Table, or_, select
+from sqlalchemy import or_, select
 
 from hub.store.db import Database
-from hub.store.models import Instance
-
-I: Table = Instance.__table__  # type: ignore[assignment]  # noqa: E741
+from hub.store.models import I
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -174,3 +175,13 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     roles: Mapped[str] = mapped_column(String(128))  # comma-separated: admin,user,uploader
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# Core tables for the SQL-level code of hub/store (one name each, used by every repository).
+P: Table = Patient.__table__  # type: ignore[assignment]
+ST: Table = Study.__table__  # type: ignore[assignment]
+SE: Table = Series.__table__  # type: ignore[assignment]
+I: Table = Instance.__table__  # type: ignore[assignment]  # noqa: E741
+CH: Table = Change.__table__  # type: ignore[assignment]
+TRASH: Table = BlobTrash.__table__  # type: ignore[assignment]
+USERS: Table = User.__table__  # type: ignore[assignment]

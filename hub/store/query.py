@@ -18,12 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB, JSONPATH
 
 from hub.domain.query import MATCHABLE, Condition, ItemKey, Match, Query, QueryLevel
 from hub.store.db import Database
-from hub.store.models import Instance, Patient, Series, Study
-
-P: Table = Patient.__table__  # type: ignore[assignment]
-ST: Table = Study.__table__  # type: ignore[assignment]
-SE: Table = Series.__table__  # type: ignore[assignment]
-I: Table = Instance.__table__  # type: ignore[assignment]  # noqa: E741
+from hub.store.models import SE, ST, I, P
 
 # keyword -> (table, column name; raw column when names are matched case-sensitively)
 COLUMNS: dict[str, tuple[Table, str, str | None]] = {

@@ -7,16 +7,11 @@ and returning only what the sender needs, never the archive's metadata.
 
 from __future__ import annotations
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 
 from hub.domain.retrieve import RetrieveKeys, StoredInstance
 from hub.store.db import Database
-from hub.store.models import Instance, Patient, Series, Study
-
-P: Table = Patient.__table__  # type: ignore[assignment]
-ST: Table = Study.__table__  # type: ignore[assignment]
-SE: Table = Series.__table__  # type: ignore[assignment]
-I: Table = Instance.__table__  # type: ignore[assignment]  # noqa: E741
+from hub.store.models import SE, ST, I, P
 
 
 class RetrieveRepository:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import insert, select, update
 
 from hub.store.db import Database
 from hub.store.index import utcnow
-from hub.store.models import User
-
-U: Table = User.__table__  # type: ignore[assignment]
+from hub.store.models import USERS
 
 
 @dataclass(frozen=True)
@@ -26,7 +24,7 @@ class UserRepository:
 
     def get(self, username: str) -> UserRow | None:
         with self.db.read() as conn:
-            row = conn.execute(select(U).where(U.c.username == username)).first()
+            row = conn.execute(select(USERS).where(USERS.c.username == username)).first()
         if row is None:
             return None
         return UserRow(row.username, row.password_hash, tuple(r for r in row.roles.split(",") if r))
@@ -34,14 +32,16 @@ class UserRepository:
     def upsert(self, username: str, password_hash: str, roles: tuple[str, ...]) -> bool:
         """Create or update a user; returns True when created."""
         with self.db.write() as conn:
-            exists = conn.execute(select(U.c.pk).where(U.c.username == username)).first()
+            exists = conn.execute(select(USERS.c.pk).where(USERS.c.username == username)).first()
             if exists:
                 conn.execute(
-                    update(U).where(U.c.pk == exists.pk).values(password_hash=password_hash, roles=",".join(roles))
+                    update(USERS)
+                    .where(USERS.c.pk == exists.pk)
+                    .values(password_hash=password_hash, roles=",".join(roles))
                 )
                 return False
             conn.execute(
-                insert(U).values(
+                insert(USERS).values(
                     username=username, password_hash=password_hash, roles=",".join(roles), created_at=utcnow()
                 )
             )
@@ -49,5 +49,5 @@ class UserRepository:
 
     def list(self) -> list[UserRow]:
         with self.db.read() as conn:
-            rows = conn.execute(select(U).order_by(U.c.username)).all()
+            rows = conn.execute(select(USERS).order_by(USERS.c.username)).all()
         return [UserRow(r.username, r.password_hash, tuple(x for x in r.roles.split(",") if x)) for r in rows]
