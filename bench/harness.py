@@ -3,6 +3,7 @@ databases, the cached synthetic CT series, machine info and ``RESULTS.md`` secti
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import datetime as dt
@@ -180,6 +181,26 @@ def open_postgres(url: str, skip: bool, skipped: list[str]) -> tuple[Postgres | 
 # --------------------------------------------------------------------------- rishub
 
 HUB_OVERRIDES: dict[str, str] = {}  # --hub-env: settings changed from the defaults for a diagnostic run
+
+
+def add_common_args(p: argparse.ArgumentParser, timeout_help: str) -> None:
+    """Options every benchmark takes: --skip-pg, --skip-orthanc, --pg-url, --timeout, --hub-env, --write."""
+    p.add_argument("--skip-pg", action="store_true", help="no PostgreSQL runs")
+    p.add_argument("--skip-orthanc", action="store_true", help="no Orthanc reference run")
+    p.add_argument("--pg-url", default=DEFAULT_PG_URL, help="libpq URL of a role that may CREATE DATABASE")
+    p.add_argument("--timeout", type=float, default=600, help=timeout_help)
+    p.add_argument("--hub-env", action="append", default=[], metavar="RISHUB_KEY=VALUE",
+                   help="change a hub setting for a diagnostic run, e.g. RISHUB_STORAGE_FSYNC=false (repeatable)")
+    p.add_argument("--write", action="store_true", help="add a dated section to bench/RESULTS.md")
+
+
+def apply_hub_env(p: argparse.ArgumentParser, items: list[str]) -> None:
+    """--hub-env RISHUB_KEY=VALUE into HUB_OVERRIDES (or a usage error)."""
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("RISHUB_"):
+            p.error(f"--hub-env wants RISHUB_KEY=VALUE, not {item!r}")
+        HUB_OVERRIDES[key] = value
 
 
 def hub_env(extra: dict[str, str] | None = None) -> dict[str, str]:

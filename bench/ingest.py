@@ -27,11 +27,12 @@ from pathlib import Path
 
 from harness import (
     ADMIN_PASSWORD,
-    DEFAULT_PG_URL,
     HUB_OVERRIDES,
     RESULTS,
     RISHUB,
     STORESCU,
+    add_common_args,
+    apply_hub_env,
     find_orthanc,
     hub_config,
     hub_env,
@@ -236,21 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--slices", type=int, default=300, help="slices of the synthetic CT series (300)")
     p.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is reported (3)")
-    p.add_argument("--skip-pg", action="store_true", help="no PostgreSQL runs")
-    p.add_argument("--skip-orthanc", action="store_true", help="no Orthanc reference run")
     p.add_argument("--skip-import", action="store_true", help="no `rishub import` runs")
-    p.add_argument("--pg-url", default=DEFAULT_PG_URL,
-                   help="libpq URL of a role that may CREATE DATABASE")
-    p.add_argument("--timeout", type=float, default=600, help="limit of each storescu/import step in seconds")
-    p.add_argument("--hub-env", action="append", default=[], metavar="RISHUB_KEY=VALUE",
-                   help="change a hub setting for a diagnostic run, e.g. RISHUB_STORAGE_FSYNC=false (repeatable)")
-    p.add_argument("--write", action="store_true", help="add a dated section to bench/RESULTS.md")
+    add_common_args(p, "limit of each storescu/import step in seconds")
     args = p.parse_args(argv)
-    for item in args.hub_env:
-        key, sep, value = item.partition("=")
-        if not sep or not key.startswith("RISHUB_"):
-            p.error(f"--hub-env wants RISHUB_KEY=VALUE, not {item!r}")
-        HUB_OVERRIDES[key] = value
+    apply_hub_env(p, args.hub_env)
     if args.slices < 1 or args.repeat < 1:
         p.error("--slices and --repeat must be at least 1")
     if not STORESCU.exists():

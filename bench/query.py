@@ -288,21 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retrieve-repeat", type=int, default=3, help="C-MOVE/C-GET runs; the median is reported (3)")
     ap.add_argument("--slices", type=int, default=300, help="slices of the retrieved CT series (300)")
     ap.add_argument("--seed", type=int, default=20261122, help="seed of the synthetic index and query values")
-    ap.add_argument("--skip-pg", action="store_true", help="no PostgreSQL runs")
-    ap.add_argument("--skip-orthanc", action="store_true", help="no Orthanc reference run")
     ap.add_argument("--skip-find", action="store_true", help="no C-FIND part")
     ap.add_argument("--skip-retrieve", action="store_true", help="no C-MOVE/C-GET part")
-    ap.add_argument("--pg-url", default=h.DEFAULT_PG_URL, help="libpq URL of a role that may CREATE DATABASE")
-    ap.add_argument("--timeout", type=float, default=600, help="limit of each dcmtk step in seconds")
-    ap.add_argument("--hub-env", action="append", default=[], metavar="RISHUB_KEY=VALUE",
-                    help="change a hub setting for a diagnostic run (repeatable)")
-    ap.add_argument("--write", action="store_true", help="add a dated section to bench/RESULTS.md")
+    h.add_common_args(ap, "limit of each dcmtk step in seconds")
     args = ap.parse_args(argv)
-    for item in args.hub_env:
-        key, sep, value = item.partition("=")
-        if not sep or not key.startswith("RISHUB_"):
-            ap.error(f"--hub-env wants RISHUB_KEY=VALUE, not {item!r}")
-        h.HUB_OVERRIDES[key] = value
+    h.apply_hub_env(ap, args.hub_env)
     if min(args.studies, args.repeat, args.retrieve_repeat, args.slices) < 1:
         ap.error("--studies, --repeat, --retrieve-repeat and --slices must be at least 1")
     missing = [str(t) for t in (h.STORESCU, h.STORESCP, h.MOVESCU, h.GETSCU) if not t.exists()]

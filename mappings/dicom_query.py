@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -183,8 +183,7 @@ def record_to_identifier(record: dict[str, Any], requested: list[str], level: Qu
     for keyword in requested:
         if keyword in computed:
             _set(out, keyword, computed[keyword])
-        elif metadata is not None and _json_tag(keyword) in metadata:
-            elem_json = metadata[_json_tag(keyword)]
+        elif metadata is not None and (elem_json := metadata.get(_json_tag(keyword))) is not None:
             if "BulkDataURI" in elem_json or "InlineBinary" in elem_json:
                 _set(out, keyword, None)
             else:
@@ -201,8 +200,6 @@ def record_to_identifier(record: dict[str, Any], requested: list[str], level: Qu
 
 
 def _json_tag(keyword: str) -> str:
-    from pydicom.datadict import tag_for_keyword
-
     tag = tag_for_keyword(keyword)
     return f"{tag:08X}" if tag is not None else keyword
 

@@ -22,6 +22,7 @@ from hub.app import Hub
 from hub.errors import HubError
 from hub.services.modalities import ModalityDirectory
 from interfaces.dimse.bulk import BulkChannel, c_find_rsp_command
+from interfaces.dimse.common import NOT_AUTHORIZED, origin_of, status
 from mappings.dicom_query import identifier_to_query, record_to_identifier, response_charset, text_values
 
 log = logging.getLogger(__name__)
@@ -63,20 +64,13 @@ class PendingWriter:
         self.channel.close()
 
 
-def _failure(code: int, comment: str) -> Dataset:
-    ds = Dataset()
-    ds.Status = code
-    ds.ErrorComment = comment[:64]
-    return ds
-
-
 def make_find_handler(hub: Hub, directory: ModalityDirectory):  # noqa: ANN201
     def handle_find(event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
-        requestor = event.assoc.requestor
-        who = f"aet={requestor.ae_title} ip={requestor.address}"
-        if not directory.allows(requestor.ae_title, requestor.address, "find"):
+        origin = origin_of(event)
+        who = origin.describe()
+        if not directory.allows(origin.remote_aet, origin.remote_ip, "find"):
             log.warning("C-FIND refused: %s may not query", who)
-            yield _failure(0x0124, "Refused: not authorized"), None
+            yield status(NOT_AUTHORIZED, "Refused: not authorized"), None
             return
         patient_root = event.request.AffectedSOPClassUID == PatientRootQueryRetrieveInformationModelFind
         root = "patient" if patient_root else "study"
@@ -87,11 +81,11 @@ def make_find_handler(hub: Hub, directory: ModalityDirectory):  # noqa: ANN201
             )
         except HubError as exc:
             log.warning("C-FIND rejected (%s): %s", who, exc.message)
-            yield _failure(exc.dimse_status, exc.message), None
+            yield status(exc.dimse_status, exc.message), None
             return
         except Exception:  # an identifier pydicom cannot decode
             log.exception("C-FIND identifier unreadable (%s)", who)
-            yield _failure(0xC002, "Identifier cannot be decoded"), None
+            yield status(0xC002, "Identifier cannot be decoded"), None
             return
         requested_cs = identifier.get("SpecificCharacterSet")
         count = 0
@@ -111,12 +105,12 @@ def make_find_handler(hub: Hub, directory: ModalityDirectory):  # noqa: ANN201
                 count += 1
         except HubError as exc:
             writer.close()
-            yield _failure(exc.dimse_status, exc.message), None
+            yield status(exc.dimse_status, exc.message), None
             return
         except Exception:
             writer.close()
             log.exception("C-FIND failed (%s)", who)
-            yield _failure(0xA700, "Out of resources"), None
+            yield status(0xA700, "Out of resources"), None
             return
         writer.close()
         log.info("C-FIND %s level %s: %d matches", who, query.level.name, count)

@@ -21,15 +21,13 @@ from pynetdicom.events import Event
 
 from hub.app import Hub
 from hub.services.modalities import ModalityDirectory
+from interfaces.dimse.common import NOT_AUTHORIZED, origin_of, status
 from interfaces.dimse.retrieve import (
     CANCEL,
-    NOT_AUTHORIZED,
     PENDING,
     PendingThrottle,
     SubOperations,
     matching_items,
-    origin_of,
-    status,
 )
 
 log = logging.getLogger(__name__)

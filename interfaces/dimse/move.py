@@ -35,9 +35,9 @@ from pynetdicom.presentation import PresentationContext
 
 from hub.app import Hub
 from hub.services.modalities import ModalityDirectory
+from interfaces.dimse.common import NOT_AUTHORIZED, origin_of, status
 from interfaces.dimse.retrieve import (
     CANCEL,
-    NOT_AUTHORIZED,
     PENDING,
     UNABLE,
     WARNING,
@@ -45,8 +45,6 @@ from interfaces.dimse.retrieve import (
     SubOperations,
     failed_list,
     matching_items,
-    origin_of,
-    status,
 )
 
 log = logging.getLogger(__name__)

@@ -47,27 +47,8 @@ CANCEL = 0xFE00
 WARNING = 0xB000
 UNABLE = 0xA702  # Refused: Out of resources - unable to perform sub-operations
 UNABLE_TO_MATCH = 0xA701  # Refused: Out of resources - unable to calculate number of matches
-NOT_AUTHORIZED = 0x0124
 # PS3.4 B.2.3, PS3.7 C: C-STORE statuses that mean "stored, with a warning".
 STORE_WARNINGS = frozenset({0x0001, 0x0107, 0x0116, 0xB000, 0xB006, 0xB007})
-
-
-def origin_of(event: Event) -> Origin:
-    assoc = event.assoc
-    return Origin(
-        "dimse",
-        remote_aet=assoc.requestor.ae_title,
-        remote_ip=assoc.requestor.address,
-        called_aet=assoc.acceptor.ae_title,
-    )
-
-
-def status(code: int, comment: str = "") -> Dataset:
-    ds = Dataset()
-    ds.Status = code
-    if comment:
-        ds.ErrorComment = comment[:64]  # LO (PS3.7 C.4); never carries attribute values (no PHI)
-    return ds
 
 
 def failed_list(uids: Iterable[str]) -> Dataset:
