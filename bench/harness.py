@@ -387,3 +387,11 @@ def write_results(text: str, marker: str, intro: str, *, at_end: bool = False) -
     head, _, tail = current.partition(marker)
     tail = tail.strip()
     RESULTS.write_text(head + marker + "\n\n" + text.rstrip() + "\n" + (("\n" + tail + "\n") if tail else ""))
+
+
+def publish(text: str, write: bool, marker: str, intro: str) -> None:
+    """Print a benchmark's section; with ``--write`` also add it to RESULTS.md (sections at the end)."""
+    print(text)
+    if write:
+        write_results(text, marker, intro, at_end=True)
+        log(f"wrote {RESULTS}")

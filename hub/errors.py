@@ -40,6 +40,15 @@ TABLE: dict[str, ErrorCode] = {
         ErrorCode("unauthorized", 401, 0x0124, "AR", "207", "Authentication required"),
         ErrorCode("forbidden", 403, 0x0124, "AR", "207", "Not authorized"),
         ErrorCode("sop_class_not_supported", 415, 0x0122, "AR", "200", "SOP Class not supported"),
+        # HTTP content negotiation (RFC 9110 15.5.7, 15.5.16): no acceptable representation, or a
+        # request body of a media type the route does not take.
+        ErrorCode("not_acceptable", 406, 0xC000, "AR", "207", "No acceptable representation"),
+        ErrorCode("unsupported_media_type", 415, 0xC000, "AR", "207", "Unsupported media type"),
+        # FHIR RESTful API: a version/identity conflict, a failed If-Match / If-None-Exist precondition,
+        # and a valid resource that breaks a business rule (e.g. revoking a completed order).
+        ErrorCode("conflict", 409, 0xC000, "AE", "205", "The request conflicts with the resource's state"),
+        ErrorCode("precondition_failed", 412, 0xC000, "AE", "207", "A precondition of the request failed"),
+        ErrorCode("business_rule", 422, 0xC000, "AE", "207", "The request breaks a business rule"),
         ErrorCode("out_of_resources", 507, 0xA700, "AE", "206", "Out of resources (disk or database)"),
         ErrorCode("internal", 500, 0xC001, "AE", "207", "Internal error"),
     )

@@ -31,7 +31,10 @@ class HttpSettings:
     port: int = 8042
     threads: int = 16
     open: bool = False  # true: no authentication at all (only for closed networks)
-    public_base_url: str = ""
+    public_base_url: str = ""  # e.g. https://pacs.example/archive: absolute URLs in DICOMweb answers
+    trusted_proxy: str = ""  # address of a reverse proxy whose X-Forwarded-* headers are believed ("*": any)
+    cors_origins: str = ""  # comma-separated origins allowed by CORS (e.g. a web viewer's), "*" for any
+    max_upload_mb: int = 16384  # largest request body (STOW, ZIP uploads); bigger ones get 413
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,40 @@ class DicomSettings:
 
 
 @dataclass(frozen=True)
+class RisSettings:
+    """The RIS that receives order status messages (IHE RAD-3/RAD-13 style ORM^O01 SC or OMG^O19)."""
+
+    host: str = ""  # empty: no status messages are sent (they still queue in the outbox)
+    port: int = 0
+    message_type: str = "ORM^O01"  # ORM^O01 (v2.3.1, ORC-1=SC) or OMG^O19 (v2.5.1)
+    receiving_application: str = "RIS"
+    receiving_facility: str = "RADIOLOGY"
+    tls: bool = False
+    tls_ca: str = ""  # CA bundle to verify the RIS; empty: the system's
+    timeout: int = 30  # seconds to wait for the ACK
+    retry_initial: float = 2.0  # first back-off in seconds, doubled per attempt
+    retry_max: float = 300.0  # back-off ceiling
+
+
+@dataclass(frozen=True)
 class Hl7Settings:
     port: int = 2575
+    enabled: bool = True
+    tls_cert: str = ""  # PEM certificate chain: MLLP over TLS when set
+    tls_key: str = ""
+    tls_client_ca: str = ""  # require client certificates signed by this CA
+    max_connections: int = 64
+    sending_application: str = "RISHUB"  # MSH-3/MSH-4 of ACKs and status messages
+    sending_facility: str = "PACS"
+    default_charset: str = "8859/1"  # MSH-18 value assumed when a message leaves MSH-18 empty
+    sender_charsets: str = ""  # per sender (MSH-3) defaults, e.g. "RIS_B=UNICODE UTF-8, LAB=8859/1"
+    primary_issuer: str = ""  # PID-3 repetition whose CX-4 namespace is this is the Patient ID; empty: the first
+    study_uid_policy: str = "derive"  # no Study UID sent: derive (from RP ID/accession) | generate | reject
+    station_by_modality: str = ""  # station AE when IPC-9/ORC-18 are empty, e.g. "CT=CT_ROOM1, MR=MR_ROOM2"
+    modality_map: str = ""  # OBR-24/IPC-5 code -> DICOM Modality additions, e.g. "RX=CR, NMS=NM"
+    overflow: str = "reject"  # a value longer than its DICOM VR allows: reject (AE 102) | truncate (and log)
+    worklist_statuses: str = "SCHEDULED"  # SPS statuses MWL C-FIND shows when the query leaves it empty
+    ris: RisSettings = field(default_factory=RisSettings)
 
 
 @dataclass(frozen=True)
@@ -57,6 +92,9 @@ class StorageSettings:
     duplicate_policy: str = "keep"  # keep | overwrite | reject
     fsync: bool = True
     import_workers: int = 0  # 0 = 2 x CPU count
+    parse_workers: int = -1  # processes parsing headers of bulk uploads (STOW-RS); -1: one per CPU when >1; 0: none
+    stable_age: int = 60  # seconds without a new instance before a resource is stable (Orthanc StableAge)
+    archive_deflate: bool = False  # ZIP archives: store files (fast) or deflate them (zlib level 1)
 
 
 @dataclass(frozen=True)
@@ -199,11 +237,28 @@ def _coerce(value: Any, typ: type, dotted: str) -> Any:
             return int(str(value).strip())
         except ValueError:
             raise SettingsError(f"{dotted}: expected an integer, got {value!r}") from None
+    if typ is float:
+        if isinstance(value, bool):
+            raise SettingsError(f"{dotted}: expected a number, got {value!r}")
+        try:
+            return float(str(value).strip())
+        except ValueError:
+            raise SettingsError(f"{dotted}: expected a number, got {value!r}") from None
     if typ is str:
         if isinstance(value, (dict, list)):
             raise SettingsError(f"{dotted}: expected a string, got {type(value).__name__}")
         return str(value)
     return value
+
+
+def pairs(text: str) -> dict[str, str]:
+    """A table-valued setting, ``"CT=CT_ROOM1, MR=MR_ROOM2"`` -> ``{"CT": "CT_ROOM1", "MR": "MR_ROOM2"}``."""
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            out[key.strip()] = value.strip()
+    return out
 
 
 def env_name(dotted: str) -> str:
@@ -243,6 +298,13 @@ def _validate(s: Settings) -> None:
         _check_port(port, f"{key} ({env_name(key)})")
     if not _AET_RE.match(s.ae_title) or s.ae_title.strip() != s.ae_title or "\\" in s.ae_title:
         raise SettingsError(f"ae_title (RISHUB_AE_TITLE): 1-16 printable characters, no backslash, got {s.ae_title!r}")
+    if s.hl7.study_uid_policy not in ("derive", "generate", "reject"):
+        raise SettingsError(f"hl7.study_uid_policy: derive, generate or reject, got {s.hl7.study_uid_policy!r}")
+    if s.hl7.overflow not in ("truncate", "reject"):
+        raise SettingsError(f"hl7.overflow: expected truncate or reject, got {s.hl7.overflow!r}")
+    if s.hl7.ris.message_type not in ("ORM^O01", "OMG^O19"):
+        raise SettingsError(f"hl7.ris.message_type: expected ORM^O01 or OMG^O19, got {s.hl7.ris.message_type!r}")
+    _check_port(s.hl7.ris.port, "hl7.ris.port")
     if s.storage.duplicate_policy not in ("keep", "overwrite", "reject"):
         raise SettingsError(
             f"storage.duplicate_policy: expected keep, overwrite or reject, got {s.storage.duplicate_policy!r}"

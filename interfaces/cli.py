@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     from interfaces.cli_dicom import register as register_dicom
 
     register_dicom(sub, with_config)
+    from interfaces.cli_map import register as register_map
+
+    register_map(sub, with_config)
     return parser
 
 

@@ -84,7 +84,7 @@ def _service(settings: Settings) -> RemoteService:
     from hub.services.remote import RemoteService
     from interfaces.dimse.scu import PynetdicomClient
 
-    return RemoteService.build(settings, PynetdicomClient(settings))
+    return RemoteService.build(settings, PynetdicomClient(settings), registry=True)
 
 
 def _run(what: str, action: Callable[[], int]) -> int:

@@ -7,11 +7,13 @@ instance's WADO-RS URL (PS3.18 F.2.6).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
+log = logging.getLogger(__name__)
 BULK_THRESHOLD = 1024  # bytes; binary values larger than this are referenced, not inlined
 PIXEL_DATA_TAGS = {"7FE00010": "PixelData", "7FE00008": "FloatPixelData", "7FE00009": "DoubleFloatPixelData"}
 
@@ -31,11 +33,15 @@ def dataset_to_dicom_json(ds: Dataset, pixel_vr: str | None = None, pixel_tag: s
     ``pixel_vr`` is the VR of the pixel data element that followed the header (``None`` when the
     object has no pixel data); the caller learns it from the stream without reading the pixels.
     """
-    out: dict[str, Any] = ds.to_json_dict(
-        bulk_data_threshold=BULK_THRESHOLD,
-        bulk_data_element_handler=_bulk_handler,
-        suppress_invalid_tags=True,
-    )
+    out: dict[str, Any] = {}
+    # Element by element instead of ``to_json_dict(suppress_invalid_tags=True)``: that switches
+    # pydicom's process-wide reading validation to RAISE for its duration, and concurrent ingests
+    # (threads) could leave it there for good. A value that cannot be written as JSON is left out.
+    for key in ds.keys():
+        try:
+            out[f"{key:08X}"] = ds[key].to_json_dict(_bulk_handler, BULK_THRESHOLD)
+        except Exception:  # noqa: BLE001 - an unconvertible value (PHI-free: only the tag is logged)
+            log.warning("element %08X left out of the DICOM JSON: its value cannot be converted", key)
     _tidy_numbers(out)
     if pixel_vr:
         out[pixel_tag] = {"vr": pixel_vr, "BulkDataURI": bulk_uri(pixel_tag)}

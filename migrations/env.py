@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from hub.store import order_models  # noqa: F401  (registers the order tables on Base.metadata)
 from hub.store.models import Base
 
 config = context.config

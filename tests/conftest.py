@@ -30,22 +30,47 @@ def backends() -> list[str]:
 
 @pytest.fixture(params=backends())
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A throwaway database: a SQLite file, or a fresh PostgreSQL database dropped afterwards."""
+    """A throwaway database: a SQLite file, or a fresh PostgreSQL database dropped afterwards (a copy
+    of a template that the migrations brought to head once per session: same schema, less time)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'index.db'}"
         return
-    yield from _pg_database()
+    yield from _pg_database(template=request.getfixturevalue("pg_template"))
 
 
-def _pg_database() -> Iterator[str]:
+def _sqlalchemy_url(name: str) -> str:
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    return f"postgresql+psycopg://{base.split('://', 1)[1]}/{name}"
+
+
+def _pg_database(template: str | None = None) -> Iterator[str]:
     import psycopg
 
     name = f"rishub_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     try:
-        yield f"postgresql+psycopg://{base.split('://', 1)[1]}/{name}"
+        yield _sqlalchemy_url(name)
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A PostgreSQL database upgraded to the head revision by the Alembic migrations, for copying."""
+    import psycopg
+
+    from hub.store.db import upgrade
+
+    name = f"rishub_tmpl_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        upgrade(_sqlalchemy_url(name))
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:  # no session may stay on a template
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        yield name
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -67,6 +92,8 @@ def make_settings(data_dir: Path, db_url: str, **env: str) -> Settings:
         "RISHUB_DICOM_PORT": "0",
         "RISHUB_HL7_PORT": "0",
         "RISHUB_ADMIN_PASSWORD": "admin-secret-pw",
+        # Header parsing in worker processes costs a process start per hub; tests that cover it ask for it.
+        "RISHUB_STORAGE_PARSE_WORKERS": "0",
         **env,
     }
     return load(environ=environ)
@@ -139,3 +166,21 @@ def copy_tree(tmp_path: Path):  # noqa: ANN201
         return out
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def r4():  # noqa: ANN201 - tests.fhir_validator.R4Validator
+    """The npm FHIR R4 validator (``tests/fhir_validate.sh`` installs it; ``.ci/run`` does). Skipped when
+    absent, a failure in CI."""
+    from tests.fhir_validator import R4Validator
+
+    try:
+        validator = R4Validator()
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    try:
+        yield validator
+    finally:
+        validator.close()

@@ -50,3 +50,6 @@ class StoreResult:
     instance: InstanceRef
     size: int
     warnings: tuple[str, ...] = ()
+    sop_class_uid: str = ""
+    study_uid: str = ""
+    series_uid: str = ""

@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.request
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import authlib.deprecate  # noqa: F401 - installs authlib's own warning filter before we override it
@@ -41,6 +41,7 @@ class Principal:
     name: str
     roles: tuple[str, ...]
     via: str  # basic | bearer | open
+    claims: dict[str, object] = field(default_factory=dict, compare=False)  # validated JWT claims (bearer only)
 
     def has(self, role: str) -> bool:
         return "admin" in self.roles or role in self.roles
@@ -164,4 +165,4 @@ class AuthService:
         else:
             roles = (s.default_role,)
         roles = tuple(r for r in roles if r in ROLES) or (s.default_role,)
-        return Principal(str(claims.get("sub", "bearer")), roles, "bearer")
+        return Principal(str(claims.get("sub", "bearer")), roles, "bearer", dict(claims))

@@ -162,6 +162,24 @@ class InstanceLookup(Protocol):
     def instance_files(self, refs: Iterable[str]) -> dict[str, StoredFile]: ...
 
 
+class ResourceLookup(Protocol):
+    def resolve(self, public_id: str) -> tuple[str, list[str]] | None: ...
+
+
+def _directory(settings: Settings, db: object, registry: bool) -> ModalityDirectory:
+    if db is not None:
+        from hub.store.modalities import ModalityRepository
+
+        return ModalityDirectory(settings, ModalityRepository(db))  # type: ignore[arg-type]
+    if registry:
+        from hub.store.db import Database
+        from hub.store.modalities import ModalityRepository
+
+        return ModalityDirectory(settings, ModalityRepository(Database(settings.effective_database_url)),
+                                 strict=False)
+    return ModalityDirectory(settings)
+
+
 # --------------------------------------------------------------------------- keys
 
 
@@ -217,42 +235,63 @@ class RemoteService:
         client: DicomClient,
         lookup: InstanceLookup | None = None,
         blob_path: Callable[[str], Path] | None = None,
+        resources: ResourceLookup | None = None,
     ) -> None:
         self.directory = directory
         self.client = client
         self.lookup = lookup
         self.blob_path = blob_path
+        self.resources = resources
 
     @classmethod
-    def build(cls, settings: Settings, client: DicomClient, db: object = None, blobs: object = None) -> RemoteService:
+    def build(
+        cls,
+        settings: Settings,
+        client: DicomClient,
+        db: object = None,
+        blobs: object = None,
+        *,
+        directory: ModalityDirectory | None = None,
+        registry: bool = False,
+    ) -> RemoteService:
         """Compose from hub pieces: ``db`` (a :class:`hub.store.Database`) and ``blobs`` (a
-        :class:`hub.store.BlobStore`) are only needed to send archived instances by id."""
-        lookup = None
+        :class:`hub.store.BlobStore`) are only needed to send archived instances by id. The
+        modalities are ``directory`` (the hub's registry); else, with ``db``, the registry in that
+        database; else, with ``registry`` (the CLI), the registry of the settings' database when it
+        can be read; else ``[modalities]`` only."""
+        lookup = resources = None
         if db is not None:
             from hub.store.lookup import LookupRepository
+            from hub.store.modalities import ResourceInstances
 
             lookup = LookupRepository(db)  # type: ignore[arg-type]
+            resources = ResourceInstances(db)  # type: ignore[arg-type]
+        if directory is None:
+            directory = _directory(settings, db, registry)
         blob_path = getattr(blobs, "path", None)
-        return cls(ModalityDirectory(settings), client, lookup, blob_path)
+        return cls(directory, client, lookup, blob_path, resources)
 
-    def modality(self, name: str) -> Modality:
-        m = self.directory.get(name)
-        if m is None:
-            raise HubError("unknown_resource", f"unknown modality {name!r} (not in [modalities])")
-        return m
+    def modality(self, name: str | Modality) -> Modality:
+        """The modality called ``name`` (404 when unknown); a :class:`Modality` is used as given
+        (a registry entry with per-call overrides of AET, host or port)."""
+        if isinstance(name, Modality):
+            return name
+        return self.directory.require(name)
 
-    def echo(self, name: str) -> EchoResult:
+    def echo(self, name: str | Modality) -> EchoResult:
         """C-ECHO (PS3.4 A.4)."""
         return self.client.echo(self.modality(name))
 
-    def find(self, name: str, level: str, keys: Mapping[str, str], root: str | None = None) -> list[dict[str, str]]:
+    def find(
+        self, name: str | Modality, level: str, keys: Mapping[str, str], root: str | None = None
+    ) -> list[dict[str, str]]:
         """C-FIND (PS3.4 C.4.1): one ``{keyword: value}`` per match."""
         m = self.modality(name)
         lvl, model = normalize_level(level, root)
         return self.client.find(m, lvl, normalize_keys(keys), model)
 
     def move(
-        self, name: str, level: str, keys: Mapping[str, str], destination_aet: str, root: str | None = None
+        self, name: str | Modality, level: str, keys: Mapping[str, str], destination_aet: str, root: str | None = None
     ) -> MoveResult:
         """C-MOVE (PS3.4 C.4.2): the remote sends the matches to ``destination_aet``. The identifier
         needs the unique key of the level (PS3.4 C.4.2.2.1)."""
@@ -268,7 +307,7 @@ class RemoteService:
         return self.client.move(m, lvl, normalized, dest, model)
 
     def store(
-        self, name: str, paths: Iterable[str | os.PathLike[str]] = (), instances: Iterable[str] = ()
+        self, name: str | Modality, paths: Iterable[str | os.PathLike[str]] = (), instances: Iterable[str] = ()
     ) -> StoreReport:
         """C-STORE (PS3.4 B.2) files (folders recursively) and archived instances (public ids or
         SOP Instance UIDs), unchanged, over as few associations as the presentation contexts allow."""
@@ -304,3 +343,45 @@ class RemoteService:
             out.append(OutgoingFile(self.blob_path(f.blob_key), ref.strip(), f.sop_class_uid, f.sop_instance_uid,
                                     f.transfer_syntax_uid))
         return out
+
+    # ------------------------------------------------------------------ archived resources
+    def resolve_resources(self, public_ids: Iterable[str]) -> list[tuple[str, str, list[str]]]:
+        """``(public id, level, instance ids)`` for Orthanc patient/study/series/instance ids
+        (Orthanc ``GetOrderedChildInstances``); an unknown id is ``unknown_resource``."""
+        if self.resources is None:
+            raise HubError("bad_request", "this service has no archive to send instances from")
+        out = []
+        for raw in public_ids:
+            public_id = raw.strip()
+            found = self.resources.resolve(public_id)
+            if found is None:
+                raise HubError("unknown_resource", f"unknown resource {public_id!r}")
+            out.append((public_id, found[0], found[1]))
+        return out
+
+    def store_instances(
+        self,
+        name: str | Modality,
+        instance_ids: Sequence[str],
+        *,
+        chunk: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+        check: Callable[[], None] | None = None,
+    ) -> StoreReport:
+        """C-STORE archived instances in chunks (one association each, ``chunk`` 0: about 20 chunks
+        of at least 100), calling ``check()`` before each chunk (a job's stop request raises there)
+        and ``progress(done, total)`` after it."""
+        m = self.modality(name)
+        total = len(instance_ids)
+        size = chunk or max(100, -(-total // 20))
+        report = StoreReport()
+        for start in range(0, total, size):
+            if check is not None:
+                check()
+            part = self.client.store(m, self._instances(list(instance_ids[start : start + size])))
+            report.items.extend(part.items)
+            report.seconds += part.seconds
+            report.bytes += part.bytes
+            if progress is not None:
+                progress(min(total, start + size), total)
+        return report

@@ -158,18 +158,37 @@ class BlobStore:
 
     def publish(self, staged: StagedBlob) -> Path:
         """Move a staged blob whose index row is committed to its final place."""
+        dest, created = self._move(staged)
+        for d in created:
+            self._sync_dir(d)
+        self._sync_dir(dest.parent)
+        return dest
+
+    def publish_many(self, staged: list[StagedBlob]) -> None:
+        """:meth:`publish` for a batch: each directory is fsynced once for all the batch's blobs."""
+        dirs: set[Path] = set()
+        for s in staged:
+            dest, created = self._move(s)
+            dirs.update(created)
+            dirs.add(dest.parent)
+        for d in sorted(dirs, key=lambda p: len(p.parts)):  # parents before their children
+            self._sync_dir(d)
+
+    def _move(self, staged: StagedBlob) -> tuple[Path, list[Path]]:
+        """Rename into place; returns the destination and the directories whose entries changed
+        by creating a shard directory (to be fsynced)."""
         dest = self.path(staged.key)
+        created: list[Path] = []
         try:
             os.rename(staged.path, dest)
         except FileNotFoundError:
             if not dest.parent.parent.is_dir():
                 dest.parent.parent.mkdir(exist_ok=True)
-                self._sync_dir(self.blob_dir)
+                created.append(self.blob_dir)
             dest.parent.mkdir(exist_ok=True)
-            self._sync_dir(dest.parent.parent)
+            created.append(dest.parent.parent)
             os.rename(staged.path, dest)
-        self._sync_dir(dest.parent)
-        return dest
+        return dest, created
 
     def discard(self, staged: StagedBlob) -> None:
         if staged.syncing is not None:

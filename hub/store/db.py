@@ -8,14 +8,21 @@ concurrent writers queue instead of failing with "database is locked" on lock up
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def dumps(value: Any) -> str:  # noqa: ANN401 - JSON-able
+    """JSON text as the index stores it (compact, Unicode kept): one writer for every table."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def normalize_url(url: str) -> str:

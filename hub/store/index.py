@@ -7,24 +7,25 @@ patient/study/series never fail; counters are updated in patient -> study -> ser
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, exists, insert, literal, select, update
+from sqlalchemy import Connection, String, Table, bindparam, exists, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hub.domain.archive import IndexRecord, InstanceRef, Level, StoreOutcome
 from hub.domain.origin import Origin
-from hub.errors import DuplicateInstance
-from hub.store.db import Database
+from hub.errors import DuplicateInstance, HubError
+from hub.store.db import Database, dumps
+from hub.store.index_bulk import IndexBulk
 from hub.store.index_reads import IndexReads
+from hub.store.index_removal import IndexRemoval
 from hub.store.models import CH, SE, ST, TRASH, I, P
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,23 @@ def _is_retryable(exc: OperationalError) -> bool:
     return getattr(getattr(exc, "orig", None), "sqlstate", None) in ("40P01", "40001")
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def _limits(table: Table) -> dict[str, int]:
+    return {c.name: c.type.length for c in table.columns
+            if isinstance(c.type, String) and c.type.length and not c.name.endswith("uid")}
+
+
+_LIMITS: dict[str, dict[str, int]] = {}
+
+
+def fit(table: Table, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with strings cut to their column's length: the index columns serve matching and
+    sorting; the full values stay in the main tags and the DICOM JSON (and in the file). PostgreSQL
+    refuses an over-long value where SQLite would keep it, so both keep the same cut value."""
+    limits = _LIMITS.get(table.name)
+    if limits is None:
+        limits = _LIMITS[table.name] = _limits(table)
+    return {k: (v[: limits[k]] if isinstance(v, str) and k in limits and len(v) > limits[k] else v)
+            for k, v in values.items()}
 
 
 @dataclass(frozen=True)
@@ -64,7 +80,7 @@ class IndexOutcome:
     released_blobs: tuple[str, ...] = ()  # blobs to delete now that the transaction committed
 
 
-class IndexRepository(IndexReads):
+class IndexRepository(IndexReads, IndexRemoval, IndexBulk):
     def __init__(self, db: Database) -> None:
         self.db = db
         dialect = sqlite if db.is_sqlite else postgresql
@@ -135,6 +151,58 @@ class IndexRepository(IndexReads):
                 time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
         raise AssertionError("unreachable")
 
+    def add_instances(
+        self, news: list[NewInstance], policy: str, before_commit: Callable[[], None] | None = None
+    ) -> list[IndexOutcome | HubError]:
+        """Index several instances in one transaction (group commit: one COMMIT, one WAL/fsync for
+        the lot). Each instance runs in its own SAVEPOINT, so one refused instance (duplicate policy
+        reject) or a lost race on the same SOP Instance UID costs only itself; its slot in the
+        answer is the :class:`HubError`. ``before_commit`` runs just before COMMIT.
+
+        The common case (nothing refused, no race) first runs without savepoints (two statements
+        fewer per instance); any refusal or conflict rolls that back and the batch runs again with them."""
+        if len(news) > 1:
+            try:
+                with self.db.write() as conn:
+                    plain: list[IndexOutcome | HubError] | None = self._add_bulk(conn, news, utcnow())
+                    if plain is None:
+                        plain = [self._add(conn, new, policy) for new in news]
+                    if before_commit is not None:
+                        before_commit()
+                    return plain
+            except (HubError, IntegrityError, OperationalError):
+                pass  # rolled back: redo it instance by instance below
+        for attempt in range(ATTEMPTS):
+            try:
+                with self.db.write() as conn:
+                    out: list[IndexOutcome | HubError] = []
+                    for new in news:
+                        out.append(self._add_savepoint(conn, new, policy))
+                    if before_commit is not None:
+                        before_commit()
+                    return out
+            except OperationalError as exc:  # PostgreSQL deadlock victim or serialization: redo the lot
+                if attempt == ATTEMPTS - 1 or not _is_retryable(exc):
+                    raise
+                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+        raise AssertionError("unreachable")
+
+    def _add_savepoint(self, conn: Connection, new: NewInstance, policy: str) -> IndexOutcome | HubError:
+        for attempt in range(ATTEMPTS):
+            sp = conn.begin_nested()
+            try:
+                outcome = self._add(conn, new, policy)
+                sp.commit()
+                return outcome
+            except HubError as exc:
+                sp.rollback()
+                return exc
+            except IntegrityError:  # another writer stored the same SOP Instance UID: policy applies
+                sp.rollback()
+                if attempt == ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
     def _add(self, conn: Connection, new: NewInstance, policy: str) -> IndexOutcome:
         rec = new.record
         pat_id, study_id, series_id, inst_id = new.ids
@@ -171,21 +239,21 @@ class IndexRepository(IndexReads):
         if patient_pk is None:
             patient_pk, new_patient = self._get_or_create(
                 conn, P, pat_id,
-                {**rec.patient, "main_tags": _dumps(rec.patient_tags), "num_studies": 0, "num_series": 0,
+                {**rec.patient, "main_tags": dumps(rec.patient_tags), "num_studies": 0, "num_series": 0,
                  "num_instances": 0, "created_at": now, "updated_at": now},
             )
         study_pk, new_study = known.st, False
         if study_pk is None:
             study_pk, new_study = self._get_or_create(
                 conn, ST, study_id,
-                {**rec.study, "patient_pk": patient_pk, "main_tags": _dumps(rec.study_tags), "num_series": 0,
+                {**rec.study, "patient_pk": patient_pk, "main_tags": dumps(rec.study_tags), "num_series": 0,
                  "num_instances": 0, "modalities_in_study": None, "created_at": now, "updated_at": now},
             )
         series_pk, new_series = known.se, False
         if series_pk is None:
             series_pk, new_series = self._get_or_create(
                 conn, SE, series_id,
-                {**rec.series, "study_pk": study_pk, "main_tags": _dumps(rec.series_tags), "num_instances": 0,
+                {**rec.series, "study_pk": study_pk, "main_tags": dumps(rec.series_tags), "num_instances": 0,
                  "created_at": now, "updated_at": now},
             )
         conn.execute(self._ins_instance, {"series_pk": series_pk, **self._instance_values(new, now, with_ids=True)})
@@ -246,8 +314,8 @@ class IndexRepository(IndexReads):
             "blob_key": new.blob_key,
             "file_size": new.file_size,
             "pixel_data_offset": new.pixel_data_offset,
-            "main_tags": _dumps(rec.instance_tags),
-            "metadata_json": _dumps(rec.metadata),
+            "main_tags": dumps(rec.instance_tags),
+            "metadata_json": dumps(rec.metadata),
             "origin_protocol": o.protocol,
             "origin_remote_aet": o.remote_aet or None,
             "origin_remote_ip": o.remote_ip or None,
@@ -258,7 +326,7 @@ class IndexRepository(IndexReads):
         if with_ids:
             values["public_id"] = new.ids[3]
             values["sop_instance_uid"] = rec.instance["sop_instance_uid"]
-        return values
+        return fit(I, values)
 
     def _get_or_create(
         self, conn: Connection, table: Table, public_id: str, values: dict[str, Any]
@@ -268,7 +336,7 @@ class IndexRepository(IndexReads):
             return row.pk, False
         stmt = (
             self._insert(table)
-            .values(public_id=public_id, **values)
+            .values(public_id=public_id, **fit(table, values))
             .on_conflict_do_nothing(index_elements=["public_id"])
             .returning(table.c.pk)
         )
@@ -292,11 +360,6 @@ class IndexRepository(IndexReads):
         conn.execute(update(ST).where(ST.c.pk == s.study_pk).values(updated_at=now))
         conn.execute(update(SE).where(SE.c.pk == series_pk).values(updated_at=now))
 
-    def _log(self, conn: Connection, now: datetime, change: str, level: Level, public_id: str) -> None:
-        conn.execute(
-            insert(CH).values(change_type=change, resource_type=level.value, public_id=public_id, created_at=now)
-        )
-
     def _ref_of(self, conn: Connection, instance_pk: int) -> InstanceRef:
         row = conn.execute(
             select(I.c.public_id, I.c.sop_instance_uid, SE.c.public_id.label("se"), ST.c.public_id.label("st"),
@@ -307,67 +370,3 @@ class IndexRepository(IndexReads):
             .where(I.c.pk == instance_pk)
         ).one()
         return InstanceRef(row.public_id, row.sop_instance_uid, row.se, row.st, row.pa)
-
-    # ------------------------------------------------------------------ removal
-    def remove_instance_row(self, conn: Connection, instance_pk: int, *, trash_blob: bool = True) -> list[str]:
-        """Delete one instance row, fix counters and remove parents left empty (as Orthanc does).
-
-        Returns the released blob keys (also queued in ``blob_trash`` when ``trash_blob``).
-        """
-        row = conn.execute(
-            select(I.c.public_id, I.c.blob_key, I.c.series_pk, SE.c.study_pk, ST.c.patient_pk)
-            .join(SE, SE.c.pk == I.c.series_pk)
-            .join(ST, ST.c.pk == SE.c.study_pk)
-            .where(I.c.pk == instance_pk)
-        ).one()
-        # Lock the parents patient -> study -> series, the order every writer uses.
-        for table, pk in ((P, row.patient_pk), (ST, row.study_pk), (SE, row.series_pk)):
-            conn.execute(select(table.c.pk).where(table.c.pk == pk).with_for_update(key_share=True))
-        now = utcnow()
-        conn.execute(delete(I).where(I.c.pk == instance_pk))
-        series_left = conn.execute(
-            update(SE).where(SE.c.pk == row.series_pk).values(num_instances=SE.c.num_instances - 1)
-            .returning(SE.c.num_instances, SE.c.public_id)
-        ).one()
-        series_gone = series_left.num_instances <= 0
-        if series_gone:
-            conn.execute(delete(SE).where(SE.c.pk == row.series_pk))
-            self._log(conn, now, "Deleted", Level.SERIES, series_left.public_id)
-        study_values: dict[str, Any] = {
-            "num_instances": ST.c.num_instances - 1,
-            "num_series": ST.c.num_series - int(series_gone),
-            "updated_at": now,
-        }
-        if series_gone:
-            study_values["modalities_in_study"] = self._modalities(conn, row.study_pk)
-        study_left = conn.execute(
-            update(ST).where(ST.c.pk == row.study_pk).values(**study_values)
-            .returning(ST.c.num_series, ST.c.public_id)
-        ).one()
-        study_gone = study_left.num_series <= 0
-        if study_gone:
-            conn.execute(delete(ST).where(ST.c.pk == row.study_pk))
-            self._log(conn, now, "Deleted", Level.STUDY, study_left.public_id)
-        patient_left = conn.execute(
-            update(P).where(P.c.pk == row.patient_pk).values(
-                num_instances=P.c.num_instances - 1,
-                num_series=P.c.num_series - int(series_gone),
-                num_studies=P.c.num_studies - int(study_gone),
-                updated_at=now,
-            ).returning(P.c.num_studies, P.c.public_id)
-        ).one()
-        if patient_left.num_studies <= 0:
-            conn.execute(delete(P).where(P.c.pk == row.patient_pk))
-            self._log(conn, now, "Deleted", Level.PATIENT, patient_left.public_id)
-        self._log(conn, now, "Deleted", Level.INSTANCE, row.public_id)
-        if trash_blob:
-            conn.execute(insert(TRASH).values(blob_key=row.blob_key))
-        return [row.blob_key]
-
-    def clear_trash(self, keys: Iterable[str]) -> None:
-        keys = list(keys)
-        if not keys:
-            return
-        with self.db.write() as conn:
-            for i in range(0, len(keys), 500):
-                conn.execute(delete(TRASH).where(TRASH.c.blob_key.in_(keys[i : i + 500])))

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -177,6 +178,34 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class DeclaredModality(Base):
+    """A remote DICOM node declared at run time (Orthanc ``PUT /modalities/{name}``), or a
+    ``[modalities]`` entry of the settings file overridden or (``removed``) deleted that way."""
+
+    __tablename__ = "modalities"
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    aet: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    manufacturer: Mapped[str] = mapped_column(String(32))
+    allow_echo: Mapped[bool] = mapped_column(Boolean)
+    allow_find: Mapped[bool] = mapped_column(Boolean)
+    allow_find_worklist: Mapped[bool] = mapped_column(Boolean)
+    allow_move: Mapped[bool] = mapped_column(Boolean)
+    allow_get: Mapped[bool] = mapped_column(Boolean)
+    allow_store: Mapped[bool] = mapped_column(Boolean)
+    allow_n_action: Mapped[bool] = mapped_column(Boolean)
+    allow_event_report: Mapped[bool] = mapped_column(Boolean)
+    allow_transcoding: Mapped[bool] = mapped_column(Boolean)
+    local_aet: Mapped[str] = mapped_column(String(16))
+    timeout: Mapped[int] = mapped_column(Integer)
+    use_dicom_tls: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 # Core tables for the SQL-level code of hub/store (one name each, used by every repository).
 P: Table = Patient.__table__  # type: ignore[assignment]
 ST: Table = Study.__table__  # type: ignore[assignment]
@@ -185,3 +214,4 @@ I: Table = Instance.__table__  # type: ignore[assignment]  # noqa: E741
 CH: Table = Change.__table__  # type: ignore[assignment]
 TRASH: Table = BlobTrash.__table__  # type: ignore[assignment]
 USERS: Table = User.__table__  # type: ignore[assignment]
+MODALITIES: Table = DeclaredModality.__table__  # type: ignore[assignment]

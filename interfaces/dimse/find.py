@@ -5,7 +5,8 @@ Pending responses skip pynetdicom's per-message encoding (~0.3 ms each in Python
 is the same for the whole query, so it is encoded once, and each identifier is written straight
 into P-DATA-TF PDUs that the association's DUL thread sends in order (:mod:`interfaces.dimse.bulk`);
 the final status still goes through pynetdicom. Answers are flushed in small batches, the first at
-once.
+once. Identifiers are written straight to bytes (:mod:`mappings.dicom_find_encode`) unless they need
+a character set or a VR that only the pydicom path handles.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from hub.errors import HubError
 from hub.services.modalities import ModalityDirectory
 from interfaces.dimse.bulk import BulkChannel, c_find_rsp_command
 from interfaces.dimse.common import NOT_AUTHORIZED, origin_of, status
+from mappings.dicom_find_encode import record_to_identifier_bytes
 from mappings.dicom_query import identifier_to_query, record_to_identifier, response_charset, text_values
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,10 @@ class PendingWriter:
         data = encode(identifier, self.implicit, self.little)
         if data is None:
             raise ValueError("identifier cannot be encoded")
+        self.add_bytes(data)
+
+    def add_bytes(self, data: bytes) -> None:
+        """Queue one identifier already encoded in the context's transfer syntax."""
         self.buffer.append(self.channel.message_bytes(self.context_id, self.command, data))
         if self.sent == 0 or len(self.buffer) >= BATCH:
             self.flush()
@@ -97,11 +103,19 @@ def make_find_handler(hub: Hub, directory: ModalityDirectory):  # noqa: ANN201
                     log.info("C-FIND cancelled by %s after %d matches", who, count)
                     yield CANCEL, None
                     return
-                answer = record_to_identifier(record, requested, query.level)
-                charset = response_charset(requested_cs, text_values(answer))
-                if charset:
-                    answer.SpecificCharacterSet = charset
-                writer.add(answer)
+                fast = (
+                    record_to_identifier_bytes(record, requested, query.level, implicit=writer.implicit)
+                    if writer.little
+                    else None
+                )
+                if fast is not None:
+                    writer.add_bytes(fast)
+                else:
+                    answer = record_to_identifier(record, requested, query.level)
+                    charset = response_charset(requested_cs, text_values(answer))
+                    if charset:
+                        answer.SpecificCharacterSet = charset
+                    writer.add(answer)
                 count += 1
         except HubError as exc:
             writer.close()

@@ -22,6 +22,8 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import (
+    ModalityPerformedProcedureStep,
+    ModalityWorklistInformationFind,
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
@@ -41,6 +43,8 @@ from interfaces.dimse.echo import make_echo_handler
 from interfaces.dimse.find import make_find_handler
 from interfaces.dimse.get import make_get_handler
 from interfaces.dimse.move import make_move_handler
+from interfaces.dimse.mpps import make_mpps_handlers
+from interfaces.dimse.mwl import MODALITY_WORKLIST_FIND, make_mwl_handler
 from interfaces.dimse.store import make_store_handler
 
 log = logging.getLogger(__name__)
@@ -125,7 +129,7 @@ def build_ae(hub: Hub, directory: ModalityDirectory) -> AE:
     ae.dimse_timeout = s.dicom.dimse_timeout
     ae.require_called_aet = s.dicom.check_called_aet
     if directory.check_calling:
-        ae.require_calling_aet = sorted({m.aet for m in directory.modalities.values()}) or ["\x00"]
+        ae._require_calling_aet = directory.calling_aets()  # type: ignore[assignment]  # live: REST changes count
     syntaxes = preferred_transfer_syntaxes()
     assert len(syntaxes) == len(AllTransferSyntaxes)
     ae.add_supported_context(Verification, syntaxes)
@@ -134,7 +138,24 @@ def build_ae(hub: Hub, directory: ModalityDirectory) -> AE:
     for sop_class in QUERY_RETRIEVE:
         ae.add_supported_context(sop_class, list(UNCOMPRESSED))
     ae.add_supported_context(StorageCommitmentPushModel, list(UNCOMPRESSED))
+    ae.add_supported_context(ModalityWorklistInformationFind, list(UNCOMPRESSED))
+    ae.add_supported_context(ModalityPerformedProcedureStep, list(UNCOMPRESSED))
     return ae
+
+
+def make_c_find_router(hub: Hub, directory: ModalityDirectory):  # noqa: ANN201
+    """pynetdicom sends the C-FIND of every information model to one handler: Modality Worklist
+    (PS3.4 K) goes to the MWL handler, Query/Retrieve (PS3.4 C) to the Q/R one."""
+    qr = make_find_handler(hub, directory)
+    mwl = make_mwl_handler(hub, directory)
+
+    def handle_c_find(event: evt.Event):  # noqa: ANN202
+        if str(event.request.AffectedSOPClassUID) == MODALITY_WORKLIST_FIND:
+            yield from mwl(event)
+        else:
+            yield from qr(event)
+
+    return handle_c_find
 
 
 class DimseServer:
@@ -142,7 +163,7 @@ class DimseServer:
 
     def __init__(self, hub: Hub, host: str | None = None, port: int | None = None) -> None:
         self.hub = hub
-        self.directory = ModalityDirectory(hub.settings)
+        self.directory = hub.modalities
         self.ae = build_ae(hub, self.directory)
         self.host = host if host is not None else hub.settings.bind
         self.port = port if port is not None else hub.settings.dicom.port
@@ -153,18 +174,20 @@ class DimseServer:
         handlers = [
             (evt.EVT_C_ECHO, make_echo_handler(self.hub, self.directory)),
             (evt.EVT_C_STORE, make_store_handler(self.hub, self.directory)),
-            (evt.EVT_C_FIND, make_find_handler(self.hub, self.directory)),
+            (evt.EVT_C_FIND, make_c_find_router(self.hub, self.directory)),
             (evt.EVT_C_MOVE, make_move_handler(self.hub, self.directory, self.ae)),
             (evt.EVT_C_GET, make_get_handler(self.hub, self.directory)),
             (evt.EVT_N_ACTION, make_commit_handler(self.hub, self.directory, self.ae)),
         ]
+        mpps_create, mpps_set = make_mpps_handlers(self.hub, self.directory)
+        handlers += [(evt.EVT_N_CREATE, mpps_create), (evt.EVT_N_SET, mpps_set)]
         server = self.ae.make_server(
             (self.host, self.port), evt_handlers=handlers, server_class=HubAssociationServer
         )
         server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         server.contexts = _Contexts(server.contexts)
         if self.directory.check_calling:
-            server.allowed_hosts = self.directory.known_hosts()
+            server.allowed_hosts = self.directory.live_hosts()  # type: ignore[assignment]
         self.ae._servers.append(server)  # as AE.start_server does; shutdown() removes it
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="dimse-acceptor", daemon=True)

@@ -7,8 +7,21 @@ import logging
 from flask import Flask, Response, g, request
 
 from hub.app import Hub
-from interfaces.http import auth, errors
-from interfaces.http.orthanc import system
+from interfaces.http import auth, cors, errors, openapi
+from interfaces.http.dicomweb import qido, rendered, stow, wado
+from interfaces.http.fhir import blueprint as fhir_blueprint
+from interfaces.http.orthanc import (
+    archive,
+    content,
+    jobs,
+    modalities,
+    modify,
+    resources,
+    system,
+    tools,
+    upload,
+    worklists,
+)
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +32,7 @@ def create_app(hub: Hub) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = None
     app.json.sort_keys = False  # type: ignore[attr-defined]
     errors.install(app)
+    cors.install(app, hub.settings.http.cors_origins)  # preflights are answered before authentication
 
     @app.before_request
     def _authenticate() -> Response | None:
@@ -35,5 +49,10 @@ def create_app(hub: Hub) -> Flask:
         g.principal = principal
         return None
 
-    app.register_blueprint(system.bp)
+    for module in (openapi, system, resources, tools, content, archive, upload, modalities, jobs, modify, worklists):
+        app.register_blueprint(module.bp)
+    for module in (qido, wado, stow, rendered):
+        app.register_blueprint(module.bp)
+    app.register_blueprint(wado.root_bp)
+    app.register_blueprint(fhir_blueprint())
     return app

@@ -19,9 +19,11 @@ ORTHANC_STATUS = {
     403: (29, "Unauthorized"),
     404: (17, "Unknown resource"),
     405: (3, "Parameter out of range"),
+    406: (8, "Bad request"),
     409: (35, "Database error"),
     415: (16, "Bad file format"),
     500: (-1, "Internal error"),
+    502: (9, "Error in the network protocol"),
     507: (14, "Full storage"),
 }
 

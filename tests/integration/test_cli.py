@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -96,7 +97,10 @@ def test_postgresql_schema_needs_db_upgrade(tmp_path: Path, pg_url: str):
     assert refused.returncode == 2 and "rishub db upgrade" in refused.stderr
     assert rishub("db", "upgrade", "--config", str(cfg)).returncode == 0
     current = rishub("db", "current", "--config", str(cfg))
-    assert current.returncode == 0 and "current 0001, head 0001" in current.stdout
+    from hub.app import head_revision
+
+    head = head_revision()
+    assert current.returncode == 0 and f"current {head}, head {head}" in current.stdout
 
 
 def test_user_add_and_list(tmp_path: Path):
@@ -113,3 +117,29 @@ def test_user_add_and_list(tmp_path: Path):
         cwd=ROOT, input="short\n", capture_output=True, text=True, timeout=60,
     )
     assert short.returncode == 2
+
+
+
+
+def test_map_hl7_prints_orders_and_worklist_items(tmp_path: Path):
+    from tests.hl7_samples import samples_dir
+
+    HL7_SAMPLES = samples_dir()
+    run = rishub("map", "hl7", str(HL7_SAMPLES / "04_omi_o23_nw_mr_two_sps_v251.hl7"))
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    (order,) = out["orders"]
+    assert order["study_uid"] == "2.25.200233365037459004953088623702178552356"
+    assert [s["sps_id"] for s in order["steps"]] == ["SPS-000731-1", "SPS-000731-2"]
+    item = order["worklist_items"][0]
+    assert item["00100010"]["Value"][0]["Alphabetic"] == "ŁUKASZEWSKA^ZOFIA" and item["00080005"]["Value"] == [
+        "ISO_IR 192"]
+    assert item["00400100"]["Value"][0]["00400001"]["Value"] == ["MRSCANNER2"]
+    bad = tmp_path / "bad.hl7"
+    segments = (HL7_SAMPLES / "01_orm_o01_nw_ct_v231.hl7").read_bytes().split(b"\r")
+    pid = segments[1].split(b"|")
+    pid[3] = b""  # no patient identifier
+    segments[1] = b"|".join(pid)
+    bad.write_bytes(b"\r".join(segments))
+    run = rishub("map", "hl7", str(bad))
+    assert run.returncode == 1 and "MSA|AE|RIS00012345" in run.stderr and "101" in run.stderr

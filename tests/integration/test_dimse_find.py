@@ -183,14 +183,24 @@ def test_cancel_stops_the_stream(hub: Hub, listeners, tmp_path: Path):
     ds.SeriesInstanceUID = uid("many", "series")
     ds.SOPInstanceUID = ""
     ds.ImagePositionPatient = ""
-    statuses = []
-    for n, (status, _) in enumerate(assoc.send_c_find(ds, StudyRootQueryRetrieveInformationModelFind, msg_id=7)):
-        statuses.append(status.Status)
-        if n == 0:
-            assoc.send_c_cancel(7, query_model=StudyRootQueryRetrieveInformationModelFind)
+    # The hub writes answers straight to the socket; all 400 may be out before the C-CANCEL arrives, and
+    # a cancel after the last answer is ignored (PS3.7 9.3.2.3). So: up to five tries, one must stop early.
+    outcomes = []
+    for attempt in range(5):
+        statuses = []
+        msg_id = 7 + attempt
+        for n, (status, _) in enumerate(assoc.send_c_find(ds, StudyRootQueryRetrieveInformationModelFind,
+                                                          msg_id=msg_id)):
+            statuses.append(status.Status)
+            if n == 0:
+                assoc.send_c_cancel(msg_id, query_model=StudyRootQueryRetrieveInformationModelFind)
+        assert statuses[-1] in (0xFE00, 0x0000)
+        assert statuses[-1] == 0x0000 or len(statuses) < 400  # cancelled: the stream stopped early
+        outcomes.append(statuses[-1])
+        if statuses[-1] == 0xFE00:
+            break
     assoc.release()
-    assert statuses[-1] == 0xFE00
-    assert len(statuses) < 400
+    assert 0xFE00 in outcomes, outcomes
 
 
 def test_specific_character_set_in_and_out(archive: Hub, listeners):

@@ -351,3 +351,25 @@ def test_move_from_self_to_storescp(self_hub, tmp_path: Path, db_url: str, monke
     assert rishub(monkeypatch, tmp_path / "data", db_url, env, "move", "SELF", "--to", "REMOTE",
                   "-k", "PatientID=SCU1") == 2
     assert "needs StudyInstanceUID" in capsys.readouterr().err
+
+
+def test_cli_sees_modalities_declared_at_run_time(tmp_path: Path, db_url: str, monkeypatch, capsys, caplog) -> None:
+    """A modality declared over REST (kept in the database) is known to ``rishub echo``; without a
+    database to read, the CLI falls back to ``[modalities]`` quietly."""
+    from hub.services.modalities import RemoteModality
+
+    with storescp(tmp_path / "out") as port:
+        hub = Hub.open(make_settings(tmp_path / "data", db_url, **TIMEOUTS), upgrade_schema=True)
+        try:
+            hub.modalities.put(RemoteModality("RUNTIME", "REMOTE", HOST, port))
+        finally:
+            hub.close()
+        capsys.readouterr()
+        assert rishub(monkeypatch, tmp_path / "data", db_url, TIMEOUTS, "echo", "RUNTIME") == 0
+        assert "echo RUNTIME (REMOTE@127.0.0.1" in capsys.readouterr().out
+        env = modalities(CONF=("REMOTE", port))
+        assert rishub(monkeypatch, tmp_path / "empty", "sqlite:///" + str(tmp_path / "none" / "x.db"), env,
+                      "echo", "CONF") == 0
+        out = capsys.readouterr()
+        assert "echo CONF" in out.out and out.err == ""
+        assert [r.message for r in caplog.records if r.name.startswith("hub") and r.levelname == "WARNING"] == []

@@ -199,3 +199,83 @@ def test_logs_carry_no_patient_data(hub: Hub, tmp_path: Path, caplog: pytest.Log
         hub.ingest.store(ORIGIN, bad)
     assert caplog.records, "the store path logs"
     assert "SECRET" not in caplog.text and "PHI-ID-777" not in caplog.text
+
+
+def test_long_values_fit_the_index_and_long_uids_are_refused(hub: Hub, tmp_path: Path) -> None:
+    """Values longer than their index column are cut in the index (both databases), kept whole in the
+    main tags; a UID over 64 characters is refused with a clear error."""
+    from hub.domain.query import Condition, Match, Query, QueryLevel
+
+    ds = pydicom.dcmread(TEST_FILES / "CT_small.dcm")
+    ds.StudyDescription = "D" * 300
+    ds.InstitutionName = "I" * 200
+    ds.save_as(tmp_path / "long.dcm")
+    result = hub.ingest.store(Origin("import"), tmp_path / "long.dcm")
+    [record] = hub.query.find(Query(QueryLevel.STUDY, [Condition("StudyInstanceUID", Match.SINGLE,
+                                                                   str(ds.StudyInstanceUID))]), ["StudyDescription"])
+    assert record["tags"]["StudyDescription"] == "D" * 300 and result.study_uid == ds.StudyInstanceUID
+    ds.SOPInstanceUID = "1." + "2" * 70
+    ds.save_as(tmp_path / "uid.dcm")
+    with pytest.raises(HubError) as err:
+        hub.ingest.store(Origin("import"), tmp_path / "uid.dcm")
+    assert err.value.code == "invalid_attribute" and err.value.attribute == "SOPInstanceUID"
+
+
+def test_concurrent_ingest_leaves_pydicom_validation_alone(hub: Hub, tmp_path: Path) -> None:
+    """Many threads storing at once (STOW parts, DIMSE associations, import workers) must not change
+    pydicom's process-wide validation settings: a thread that sees RAISE mode refuses valid work."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pydicom import config
+
+    before = (config.settings.reading_validation_mode, config.settings.writing_validation_mode)
+    files = write_series(tmp_path / "many", 40, rows=8, cols=8, seed="threads")
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads very often: overlaps that are rare in production become certain
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda f: hub.ingest.store(ORIGIN, f), files))
+    finally:
+        sys.setswitchinterval(interval)
+    assert (config.settings.reading_validation_mode, config.settings.writing_validation_mode) == before
+
+
+def _snapshot(h: Hub) -> tuple[object, ...]:
+    """Counters of every level and the change log (types and ids), independent of timing."""
+    with h.db.read() as conn:
+        counts = [tuple(conn.execute(select(*cols).order_by(cols[0])).all()) for cols in (
+            (Patient.public_id, Patient.num_studies, Patient.num_series, Patient.num_instances),
+            (Study.public_id, Study.num_series, Study.num_instances, Study.modalities_in_study),
+            (Series.public_id, Series.num_instances),
+        )]
+    changes, _, _ = h.index.changes(0, 1000)
+    return (*counts, [(c["change_type"], c["resource_type"], c["public_id"]) for c in changes])
+
+
+def test_batch_commit_matches_one_by_one(tmp_path: Path, db_url: str):
+    """The group commit of a batch (bulk path: new patient, studies and series; then a batch joining
+    them) leaves the same counters and change log as storing the same files one at a time."""
+    files = write_series(tmp_path / "a", 4, seed="batch-a") + write_series(tmp_path / "b", 3, seed="batch-b")
+    more = [files[3]]  # stored again below through the per-instance path: a duplicate
+    origin = Origin("import")
+    one = Hub.open(make_settings(tmp_path / "one", db_url + "_one" if db_url.startswith("sqlite") else db_url),
+                   upgrade_schema=True)
+    try:
+        for f in files:
+            one.ingest.store(origin, f)
+        one.ingest.store(origin, more[0])
+        expected = _snapshot(one)
+    finally:
+        one.close()
+    if not db_url.startswith("sqlite"):
+        return  # one throw-away PostgreSQL database per test: the comparison runs on SQLite
+    batch = Hub.open(make_settings(tmp_path / "batch", db_url), upgrade_schema=True)
+    try:
+        results = batch.ingest.commit([batch.ingest.prepare(origin, f) for f in files])
+        assert all(not isinstance(r, HubError) and r.outcome is StoreOutcome.STORED for r in results)
+        again = batch.ingest.commit([batch.ingest.prepare(origin, f) for f in files[:2]])  # per-instance path
+        assert [r.outcome for r in again] == [StoreOutcome.DUPLICATE] * 2  # type: ignore[union-attr]
+        assert _snapshot(batch) == expected
+    finally:
+        batch.close()

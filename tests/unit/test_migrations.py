@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
+from hub.store import order_models  # noqa: F401  (registers the order tables on Base.metadata)
 from hub.store.db import head_revision, upgrade
 from hub.store.models import Base
 

@@ -131,3 +131,88 @@ def test_batches_keep_each_association_within_128_contexts() -> None:
     assert [len(b) for b, _ in out] == [42, 42, 16 + 50]
     assert all(len(pairs) <= MAX_CONTEXTS for _, pairs in out)
     assert [p.index for b, _ in out for p in b] == list(range(150))
+
+
+# --------------------------------------------------------------------------- archived resources, chunked C-STORE
+
+
+class FakeResources:
+    def __init__(self, tree: dict[str, tuple[str, list[str]]]) -> None:
+        self.tree = tree
+
+    def resolve(self, public_id: str) -> tuple[str, list[str]] | None:
+        return self.tree.get(public_id)
+
+
+def test_store_instances_in_chunks_with_progress_and_stop() -> None:
+    settings = load(environ={"RISHUB_MODALITIES": '{"PACS": {"aet": "PACS", "host": "127.0.0.1", "port": 11112}}'})
+    stored = [StoredFile(f"id-{i}", f"1.2.{i}", "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1", f"k{i}")
+              for i in range(5)]
+    client = FakeClient()
+    svc = RemoteService(ModalityDirectory(settings), client, FakeLookup(*stored), lambda key: Path("/b") / key,
+                        FakeResources({"study-1": ("Study", [f"id-{i}" for i in range(5)])}))
+    [(public_id, level, ids)] = svc.resolve_resources([" study-1 "])
+    assert (public_id, level) == ("study-1", "Study") and len(ids) == 5
+    with pytest.raises(HubError) as info:
+        svc.resolve_resources(["study-1", "nope"])
+    assert info.value.code == "unknown_resource"
+
+    seen: list[tuple[int, int]] = []
+    svc.store_instances("PACS", ids, chunk=2, progress=lambda done, total: seen.append((done, total)))
+    assert [len(c[1]) for c in client.calls] == [2, 2, 1] and seen == [(2, 5), (4, 5), (5, 5)]
+    assert [f.label for c in client.calls for f in c[1]] == ids
+
+    client.calls.clear()
+    checks = []
+
+    def check() -> None:
+        checks.append(1)
+        if len(checks) == 2:
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        svc.store_instances("PACS", ids, chunk=2, check=check)
+    assert len(client.calls) == 1, "stopped before the second chunk"
+    assert len(svc.store_instances("PACS", ids).items) == 0 and len(client.calls) == 2  # default: one chunk
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def test_registry_merges_settings_and_run_time_declarations(db_url: str) -> None:
+    from hub.services.modalities import RemoteModality
+    from hub.store.db import Database, upgrade
+    from hub.store.modalities import ModalityRepository
+
+    upgrade(db_url)
+    db = Database(db_url)
+    try:
+        settings = load(environ={"RISHUB_MODALITIES": '{"CONF": {"aet": "CONFAE", "host": "127.0.0.1"}}'})
+        directory = ModalityDirectory(settings, ModalityRepository(db))
+        other = ModalityDirectory(settings, ModalityRepository(db), refresh_seconds=0)  # another process
+        assert list(directory.modalities) == ["CONF"] and directory.get("CONF").manufacturer == "Generic"
+        directory.put(RemoteModality("NEW", "NEWAE", "10.0.0.1", 104, allow_store=False, timeout=3))
+        directory.put(RemoteModality("CONF", "CONFAE", "127.0.0.1", 11112))  # overrides the settings entry
+        assert list(directory.modalities) == ["CONF", "NEW"]
+        assert directory.require("CONF").port == 11112 and directory.by_aet("NEWAE")[0].timeout == 3
+        assert list(other.modalities) == ["CONF", "NEW"]
+        directory.remove("CONF")
+        directory.remove("NEW")
+        assert directory.modalities == {} and other.modalities == {}
+        with pytest.raises(HubError) as info:
+            directory.remove("CONF")
+        assert info.value.code == "unknown_resource"
+        rows = ModalityRepository(db).rows()
+        assert [(r["name"], r["removed"]) for r in rows] == [("CONF", True)], "a settings entry leaves a tombstone"
+        directory.put(RemoteModality("CONF", "CONFAE", "127.0.0.1", 104))
+        assert list(ModalityDirectory(settings, ModalityRepository(db)).modalities) == ["CONF"]
+        for bad in (RemoteModality("X", "", "h", 1), RemoteModality("X", "A" * 17, "h", 1),
+                    RemoteModality("X", "AE", "h", 0), RemoteModality("X", "AE", " ", 1),
+                    RemoteModality("X", "AE", "h", 1, manufacturer="Nope"), RemoteModality("a/b", "AE", "h", 1)):
+            with pytest.raises(HubError) as info:
+                directory.put(bad)
+            assert info.value.code == "bad_request"
+        with pytest.raises(HubError):
+            ModalityDirectory(settings).put(RemoteModality("X", "AE", "h", 1))  # no database: read-only
+    finally:
+        db.dispose()

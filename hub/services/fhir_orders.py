@@ -1,0 +1,257 @@
+"""FHIR R4 ServiceRequest (and ImagingStudy ``registered``) writes over the order service (issue 7;
+mapping-reference §3.3, §2.4; FHIR R4 RESTful API 3.1.0: create, conditional create, update, If-Match).
+
+A created ServiceRequest is an order like an HL7 ORM/OMI one (``OrderUnit.apply_order``, sender ``fhir``):
+its worklist item answers MWL C-FIND as soon as ``create`` returns. ``meta.versionId`` is the order's version
+counter, bumped on every change. Status changes on update: ``revoked`` cancels the steps not yet final (a
+started one is discontinued), ``completed`` completes them, ``on-hold`` takes the waiting items off the
+worklist, ``active`` puts them back; a completed or revoked order cannot be reopened, and a completed one
+cannot be revoked (422).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from hub.domain.ids import orthanc_id
+from hub.domain.orders import OrderAction, OrderCommand, StepStatus
+from hub.errors import HubError
+from hub.store.db import Database
+from hub.store.fhir_orders import MAX_CANDIDATES, FhirOrderStore
+from hub.store.orders import OrderRepository, OrderUnit
+from mappings.fhir_to_order import (
+    FhirOrderPolicy,
+    imaging_study_to_order,
+    parse_identifier_token,
+    service_request_to_order,
+)
+from mappings.fhir_values import DICOM_UID_SYSTEM, FhirInputError, date_range
+from mappings.order_to_fhir import order_to_service_request, parse_etag, service_request_status
+
+log = logging.getLogger(__name__)
+SENDER = "fhir"
+Row = Mapping[str, Any]
+_ERRORS = {"required": "missing_attribute", "business-rule": "business_rule"}
+_CLOSED = {"completed", "revoked", "entered-in-error"}
+
+
+def hub_error(err: FhirInputError) -> HubError:
+    """FhirInputError (IssueType) -> HubError: required -> 400 missing, business-rule -> 422, else 400."""
+    return HubError(_ERRORS.get(err.code, "invalid_attribute"), err.diagnostics, attribute=err.expression)
+
+
+def default_patient_ref(order: Row) -> str:
+    """``Patient/<Orthanc patient id>`` (SHA-1 of PatientID, the archive's patient ids)."""
+    return f"Patient/{orthanc_id(str(order['patient_id']))}"
+
+
+class FhirOrderService:
+    """ServiceRequest create / conditional create / update / read / search; ImagingStudy ``registered``."""
+
+    def __init__(self, orders: OrderRepository, db: Database, policy: FhirOrderPolicy | None = None, *,
+                 patient_ref: Callable[[Row], str] = default_patient_ref,
+                 patient_lookup: Callable[[str], dict[str, Any] | None] | None = None) -> None:
+        self.store = FhirOrderStore(db, orders)
+        self.policy = policy or FhirOrderPolicy()
+        self.patient_ref = patient_ref
+        self.patient_lookup = patient_lookup  # "Patient/<id>" -> Patient resource (the HTTP layer's resolver)
+
+    # ------------------------------------------------------------------ representation
+    def render(self, order: Row, steps: list[Row]) -> dict[str, Any]:
+        return order_to_service_request(order, list(steps), self.patient_ref(order), self.policy.issuers)
+
+    def _patient(self, resource: dict[str, Any]) -> dict[str, Any] | None:
+        ref = str((resource.get("subject") or {}).get("reference") or "")
+        if ref.startswith("#") or not ref or self.patient_lookup is None:
+            return None
+        found = self.patient_lookup(ref)
+        if found is None and not (resource.get("subject") or {}).get("identifier"):
+            where = f"{resource.get('resourceType')}.subject"
+            raise HubError("business_rule", "the subject Patient is unknown", attribute=where)
+        return found
+
+    def _map(self, resource: Any, kind: str = "ServiceRequest") -> OrderCommand:  # noqa: ANN401 - parsed JSON
+        if not isinstance(resource, dict) or resource.get("resourceType") != kind:
+            raise HubError("invalid_attribute", f"a {kind} resource is required", attribute="resourceType")
+        mapper = service_request_to_order if kind == "ServiceRequest" else imaging_study_to_order
+        try:
+            return mapper(resource, self._patient(resource), self.policy)
+        except FhirInputError as err:
+            raise hub_error(err) from None
+
+    # ------------------------------------------------------------------ create
+    def create(self, resource: Any, if_none_exist: str | None = None) -> tuple[dict[str, Any], bool]:  # noqa: ANN401
+        """POST: (the ServiceRequest as stored, True), or with ``If-None-Exist: identifier=[system|]value``
+        the one existing match (False); several matches -> 412; an existing order of the same study -> 409."""
+        return self._create(self._map(resource), if_none_exist)
+
+    def schedule_imaging_study(self, resource: Any,  # noqa: ANN401 - parsed JSON
+                               if_none_exist: str | None = None) -> tuple[dict[str, Any], bool]:
+        """An ImagingStudy with status ``registered`` schedules its study (same path as HL7 orders); one with
+        status ``cancelled`` / ``entered-in-error`` cancels the order of its Study UID. Returns the order as a
+        ServiceRequest and whether it was created."""
+        cmd = self._map(resource, "ImagingStudy")
+        if cmd.action is OrderAction.CREATE:
+            return self._create(cmd, if_none_exist, upsert=True)
+        return self._change(None, cmd, resource, None, str(resource.get("status"))), False
+
+    def _create(self, cmd: OrderCommand, if_none_exist: str | None, *, upsert: bool = False,
+                retry: bool = True) -> tuple[dict[str, Any], bool]:
+        if cmd.action is not OrderAction.CREATE and cmd.order_status != "HD":
+            raise HubError("business_rule", "a new order must be active or on-hold", attribute="ServiceRequest.status")
+        if if_none_exist:
+            found = self._conditional(if_none_exist)
+            if found is not None:
+                return found, False
+
+        class Existing(Exception):  # rolls the transaction back; the order is read afterwards
+            def __init__(self, pk: int) -> None:
+                self.pk = pk
+
+        def work(unit: OrderUnit) -> tuple[dict[str, Any], bool]:
+            # One statement fewer than checking first: apply, and undo when the study had an order.
+            pk = unit.apply_order(cmd, SENDER)
+            if not unit.created and not upsert:
+                if if_none_exist:  # created meanwhile by the same request (derived Study UID)
+                    raise Existing(pk)
+                raise HubError("conflict", "an order for this study exists: use If-None-Exist or update",
+                               attribute="ServiceRequest.identifier")
+            loaded = self.store.load(unit.conn, pk=pk)
+            assert loaded is not None
+            return self.render(*loaded), unit.created
+
+        try:
+            result = self.store.write(work)
+        except Existing as found:
+            return self.read(str(found.pk)), False
+        except HubError as exc:
+            if exc.code == "conflict" and retry and (if_none_exist or upsert):
+                return self._create(cmd, if_none_exist, upsert=upsert, retry=False)
+            raise
+        log.info("FHIR order %s (id %s)", "created" if result[1] else "found", result[0]["id"])
+        return result
+
+    def _conditional(self, query: str) -> dict[str, Any] | None:
+        name, sep, token = query.lstrip("?").partition("=")
+        if name != "identifier" or not sep or "&" in token or not token:
+            raise HubError("invalid_query_value", "If-None-Exist supports identifier=[system|]value only",
+                           attribute="If-None-Exist")
+        matches = self._by_identifier(token)
+        if len(matches) > 1:
+            raise HubError("precondition_failed", "If-None-Exist matches several orders", attribute="If-None-Exist")
+        return matches[0] if matches else None
+
+    def _by_identifier(self, token: str, **params: Any) -> list[dict[str, Any]]:  # noqa: ANN401
+        system, value = parse_identifier_token(token)
+        if system == DICOM_UID_SYSTEM:
+            value = value.removeprefix("urn:oid:")
+        rows, _ = self.store.search(identifier_value=value, count=MAX_CANDIDATES, **params)
+        out = []
+        for order, steps in rows:
+            rendered = self.render(order, steps)
+            if any((system is None or str(i.get("system") or "") == system)
+                   and i["value"].removeprefix("urn:oid:") == value for i in rendered["identifier"]):
+                out.append(rendered)
+        return out
+
+    # ------------------------------------------------------------------ update / read
+    def update(self, id: str, resource: Any, if_match: str | None = None) -> dict[str, Any]:  # noqa: ANN401, A002
+        """PUT ServiceRequest/<id>: 404 unknown, 412 when ``If-Match`` names another version, 409 when the
+        resource names another id or study, 422 for a transition the order cannot make."""
+        pk = self._pk(id)
+        if isinstance(resource, dict) and resource.get("id") not in (None, id):
+            raise HubError("invalid_attribute", "the resource id differs from the URL", attribute="ServiceRequest.id")
+        cmd = self._map(resource)
+        return self._change(pk, cmd, resource, if_match, str(resource.get("status")))
+
+    def _change(self, pk: int | None, cmd: OrderCommand, resource: dict[str, Any], if_match: str | None,
+                target: str) -> dict[str, Any]:
+        explicit_uid = any(i.get("system") == DICOM_UID_SYSTEM for i in resource.get("identifier") or [])
+        target = {"cancelled": "revoked", "registered": "active"}.get(target, target)
+
+        def work(unit: OrderUnit) -> dict[str, Any]:
+            loaded = self.store.load(unit.conn, pk=pk, study_uid=cmd.study_uid, lock=True)
+            if loaded is None:
+                raise HubError("unknown_resource", "no such ServiceRequest")
+            order, steps = loaded
+            if if_match is not None and parse_etag(if_match) != str(order["version"]):
+                raise HubError("precondition_failed", "If-Match does not name the current version",
+                               attribute="If-Match")
+            if explicit_uid and cmd.study_uid != order["study_uid"]:
+                raise HubError("business_rule", "the Study Instance UID of an order cannot change",
+                               attribute="ServiceRequest.identifier")
+            current = service_request_status(str(order["status"]), [str(s["status"]) for s in steps])
+            new = self._transition(cmd, current, target, order, steps)
+            if new is not None:
+                unit.apply_order(new, SENDER)
+            reloaded = self.store.load(unit.conn, pk=int(order["pk"]))
+            assert reloaded is not None
+            return self.render(*reloaded)
+
+        result = self.store.write(work)
+        log.info("FHIR order %s updated to version %s", result["id"], result["meta"]["versionId"])
+        return result
+
+    @staticmethod
+    def _transition(cmd: OrderCommand, current: str, target: str, order: Row,
+                    steps: list[Row]) -> OrderCommand | None:
+        """The order command that moves ``current`` to ``target`` (None: nothing to change)."""
+        if current in _CLOSED and target != current and target != "entered-in-error":
+            raise HubError("business_rule", f"a {current} order cannot become {target}",
+                           attribute="ServiceRequest.status")
+        if current in _CLOSED and target == current:
+            return None
+        cmd = replace(cmd, study_uid=str(order["study_uid"]),
+                      attrs={**cmd.attrs, "0020000D": {"vr": "UI", "Value": [order["study_uid"]]}})
+        if target in ("active", "on-hold"):
+            if len(steps) == 1 and cmd.steps:  # one step: keep its SPS ID (an HL7-made one may differ)
+                step = cmd.steps[0]
+                attrs = {**step.attrs, "00400009": {"vr": "SH", "Value": [steps[0]["sps_id"]]}}
+                cmd.steps = [replace(step, sps_id=str(steps[0]["sps_id"]), attrs=attrs)]
+            return replace(cmd, action=OrderAction.UPDATE, control="XO" if target == "active" else "HD",
+                           order_status="SC" if target == "active" else "HD")
+        started = any(s["status"] in (StepStatus.STARTED.value, StepStatus.DEPARTED.value) for s in steps)
+        if target == "revoked" and started:
+            return replace(cmd, action=OrderAction.DISCONTINUE, control="DC", order_status="DC", steps=[])
+        if target == "completed":
+            step = replace(cmd.steps[0], sps_id="") if cmd.steps else None
+            return replace(cmd, steps=[step] if step else [])
+        return replace(cmd, steps=[])  # revoked / entered-in-error: the open steps are flagged CANCELED
+
+    def read(self, id: str) -> dict[str, Any]:  # noqa: A002 - FHIR logical id
+        """GET ServiceRequest/<id> (404 when unknown)."""
+        pk = self._pk(id)
+        with self.store.read() as conn:
+            loaded = self.store.load(conn, pk=pk)
+        if loaded is None:
+            raise HubError("unknown_resource", "no such ServiceRequest")
+        return self.render(*loaded)
+
+    @staticmethod
+    def _pk(id: str) -> int:  # noqa: A002
+        if not id.isdigit() or len(id) > 18:
+            raise HubError("unknown_resource", "no such ServiceRequest")
+        return int(id)
+
+    # ------------------------------------------------------------------ search
+    def search(self, patient_id: str | None = None, identifier: str | None = None, status: str | None = None,
+               authored: list[tuple[str, str]] | None = None, count: int = 50, offset: int = 0, *,
+               patient_issuer: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """ServiceRequests by DICOM Patient ID (+ issuer), identifier token ``[system|]value``, status
+        (comma-separated = OR), authored ``[(prefix, date)]`` (AND); returns (page, total)."""
+        statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
+        try:
+            ranges = [(p, *date_range(v)) for p, v in authored or []]
+        except FhirInputError as err:
+            raise HubError("invalid_query_value", err.diagnostics, attribute="authored") from None
+        params: dict[str, Any] = dict(patient_id=patient_id, issuer=patient_issuer, status=statuses,
+                                      authored=ranges)
+        if identifier is not None:
+            matches = self._by_identifier(identifier, **params)
+            return matches[offset:offset + count], len(matches)
+        rows, total = self.store.search(count=count, offset=offset, **params)
+        return [self.render(o, s) for o, s in rows], total
+

@@ -1,0 +1,54 @@
+"""``GET /fhir/metadata``: the CapabilityStatement (http://hl7.org/fhir/R4/capabilitystatement.html),
+built from the registry of :mod:`interfaces.http.fhir.common`, so it lists only what is served."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from flask import Response
+
+from interfaces.http.fhir.common import REGISTRY, bp, fhir_base, fhir_response, hub
+
+
+def capability_statement() -> dict[str, Any]:
+    h = hub()
+    resources = []
+    for support in sorted(REGISTRY.values(), key=lambda r: r.type):
+        entry: dict[str, Any] = {"type": support.type, "profile": f"http://hl7.org/fhir/StructureDefinition/{support.type}"}
+        if support.documentation:
+            entry["documentation"] = support.documentation
+        entry["interaction"] = [{"code": i} for i in support.interactions]
+        entry["versioning"] = "versioned"
+        entry["readHistory"] = False
+        entry["conditionalRead"] = support.conditional_read
+        if support.includes:
+            entry["searchInclude"] = list(support.includes)
+        if support.params:
+            entry["searchParam"] = [{"name": p.name, "type": p.type, **({"documentation": p.documentation}
+                                                                       if p.documentation else {})}
+                                    for p in support.params]
+        entry.update(support.extra)
+        resources.append(entry)
+    started = h.started_at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return {
+        "resourceType": "CapabilityStatement", "status": "active", "date": started, "kind": "instance",
+        "software": {"name": "rishub", "version": h.version},
+        "implementation": {"description": "rishub FHIR R4 server", "url": fhir_base()},
+        "fhirVersion": "4.0.1", "format": ["json", "application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": ("Searches: repeated parameter = AND, comma = OR; unknown parameters are a 400 "
+                              "OperationOutcome unless 'Prefer: handling=lenient'. Paging: _count, _offset."),
+            "security": {"cors": bool(h.settings.http.cors_origins),
+                         "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                                  "code": "Basic"}]}],
+                         "description": "HTTP Basic or an OAuth2 bearer JWT, as every rishub route."},
+            "resource": resources,
+        }],
+    }
+
+
+@bp.get("/metadata")
+def metadata() -> Response:
+    return fhir_response(capability_statement())

@@ -1,0 +1,93 @@
+"""FHIR R4 Patient read and search (http://hl7.org/fhir/R4/patient.html#search) over the archive's
+patients and those known from orders only; an identity retired by ADT^A40 reads as an inactive
+Patient linked (``replaced-by``) to the survivor (mapping-reference 1.5)."""
+
+from __future__ import annotations
+
+from flask import Response
+
+from hub.services.fhir import PatientCriteria
+from interfaces.http.fhir.common import (
+    FhirError,
+    ResourceSupport,
+    SearchParam,
+    authorize,
+    bp,
+    fhir_response,
+    hub,
+    not_found,
+    parse_date,
+    parse_search,
+    parse_token,
+    register,
+    resource_response,
+    searchset,
+)
+from mappings.dicom_to_index import normalize_name
+
+GENDER = {"male": "M", "female": "F", "other": "O", "unknown": ""}
+
+register(ResourceSupport(
+    "Patient", ["read", "search-type"],
+    params=[
+        SearchParam("_id", "token", "Patient id"),
+        SearchParam("identifier", "token", "Patient ID (0010,0020); a system must match the issuer's urn:oid:"),
+        SearchParam("name", "string", "any part of the name, starts-with, case and accent insensitive; "
+                                      ":exact a whole part, :contains anywhere"),
+        SearchParam("birthdate", "date", "Patient's Birth Date, with prefixes"),
+        SearchParam("gender", "token", "male | female | other | unknown"),
+    ],
+    documentation=("Ids: the Orthanc patient id (SHA-1 of the Patient ID) for stored patients, SHA-1 of "
+                   "'PatientID|Issuer' in the same format for patients known from orders only. A Patient ID "
+                   "merged away (ADT^A40) reads as active=false with link replaced-by the survivor."),
+))
+
+
+@bp.get("/Patient/<rid>")
+def read_patient(rid: str) -> Response:
+    allowed = authorize("Patient", "read")
+    resource = hub().fhir.read_patient(rid)
+    if resource is None or (allowed is not None and rid not in allowed):
+        raise not_found("Patient", rid)
+    return resource_response(resource)
+
+
+@bp.get("/Patient")
+def search_patient() -> Response:
+    allowed = authorize("Patient", "search")
+    s = parse_search("Patient", {"_id"})
+    c = PatientCriteria(ids=s.values("_id"))
+    systems: list[list[tuple[str | None, str]]] = []
+    for values in s.values("identifier"):
+        tokens = [parse_token(v) for v in values]
+        c.identifiers.append([code for _, code in tokens])
+        systems.append(tokens)
+    for modifier, values in s.params.get("name", []):
+        c.names.append([(modifier, normalize_name(v) or "") for v in values])
+    for values in s.values("birthdate"):
+        if len(values) != 1:
+            raise FhirError(400, "birthdate takes one date per parameter (repeat it for a range)", "invalid")
+        c.birthdate.append(parse_date(values[0], hub().fhir.tz))
+    for values in s.values("gender"):
+        c.genders.append([GENDER.get(parse_token(v)[1], "?") for v in values])
+    if allowed is not None:
+        c.ids.append(sorted(allowed))
+    # systems are checked on the built resources: the issuer's OID is not an indexed column
+    everything = hub().fhir.search_patients(c, 0, 10**9) if any(sys for g in systems for sys, _ in g) else None
+    if everything is not None:
+        matched = [p for p in everything.resources if all(any(_has_identifier(p, sys, code) for sys, code in g)
+                                                        for g in systems)]
+        page = matched[s.offset:s.offset + s.count] if s.count > 0 else []
+        return fhir_response(searchset("Patient", s, page, len(matched), []))
+    result = hub().fhir.search_patients(c, s.offset, s.count)
+    return fhir_response(searchset("Patient", s, result.resources, result.total, []))
+
+
+def _has_identifier(patient: dict, system: str | None, code: str) -> bool:
+    for ident in patient.get("identifier", []):
+        if ident.get("value") != code:
+            continue
+        if system is None or system == ident.get("system", "") or (
+                system and system == ident.get("assigner", {}).get("display")):
+            return True
+    return False

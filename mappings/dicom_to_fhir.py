@@ -1,0 +1,378 @@
+"""Archive rows and orders -> FHIR R4 ImagingStudy, Patient and Endpoint (JSON dicts).
+
+Pure functions (no database, no HTTP). Element choices follow mapping-reference 3.1/3.2 and the R4
+ImagingStudy DICOM mapping: the Study Instance UID is an identifier ``urn:dicom:uid`` /
+``urn:oid:<uid>``, series and instance UIDs are bare ids, modalities are codings of the DICOM
+ontology (``http://dicom.nema.org/resources/ontology/DCM``, CID 29), SOP classes are
+``urn:ietf:rfc:3986`` / ``urn:oid:<uid>``. The status follows mapping-reference 2.4: stored images
+-> ``available``; an order without images -> ``registered``, or ``cancelled`` once cancelled or
+discontinued.
+
+Identifiers of the resources (a decision, documented in the HTTP layer's CapabilityStatement):
+ImagingStudy id = Orthanc study public id for a stored study, ``o-<order pk>`` for an order without
+images; Patient id = Orthanc patient public id (SHA-1 of PatientID) for a stored patient, SHA-1 of
+``PatientID|Issuer`` (same format) for a patient known from orders only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, tzinfo
+from typing import Any
+
+from hub.domain.ids import orthanc_id
+
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+DICOM_UID = "urn:dicom:uid"
+RFC3986 = "urn:ietf:rfc:3986"
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+CONNECTION_TYPE = "http://terminology.hl7.org/CodeSystem/endpoint-connection-type"
+SNOMED = "http://snomed.info/sct"
+ENDPOINT_ID = "dicomweb-wado-rs"
+CANCELLED_ORDER_STATES = frozenset({"CA", "DC", "OC", "OD"})  # HL7 table 0038 (+ ORC-1 codes)
+FINAL_CANCELLED_STEPS = frozenset({"CANCELED", "DISCONTINUED"})
+GENDER = {"M": "male", "F": "female", "O": "other"}
+# Body Part Examined (0018,0015) -> SNOMED CT (PS3.16 Annex L), the common ones.
+BODY_PART = {"CHEST": ("51185008", "Thorax"), "HEAD": ("69536005", "Head"), "ABDOMEN": ("818983003", "Abdomen"),
+             "PELVIS": ("816092008", "Pelvis"), "BRAIN": ("12738006", "Brain"), "NECK": ("45048000", "Neck"),
+             "SPINE": ("421060004", "Spine"), "CSPINE": ("122494005", "Cervical spine"),
+             "TSPINE": ("122495006", "Thoracic spine"), "LSPINE": ("122496007", "Lumbar spine"),
+             "KNEE": ("72696002", "Knee"), "SHOULDER": ("16982005", "Shoulder"), "HAND": ("85562004", "Hand"),
+             "FOOT": ("56459004", "Foot"), "BREAST": ("76752008", "Breast"), "HEART": ("80891009", "Heart"),
+             "ANKLE": ("344001", "Ankle"), "HIP": ("29836001", "Hip"), "ELBOW": ("127949000", "Elbow"),
+             "WRIST": ("74670003", "Wrist"), "EXTREMITY": ("66019005", "Extremity"),
+             "CHESTABDOMEN": ("416550000", "Chest and abdomen"), "ABDOMENPELVIS": ("818981001", "Abdomen and pelvis")}
+
+Row = Mapping[str, Any]
+Json = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- identifiers, values
+def patient_resource_id(patient_id: str, issuer: str = "", *, archived: bool = True) -> str:
+    """Patient id: Orthanc's public id when the archive has the patient, else SHA-1 of ``id|issuer``."""
+    return orthanc_id(patient_id) if archived else orthanc_id(patient_id, issuer)
+
+
+def order_study_id(order_pk: int) -> str:
+    return f"o-{order_pk}"
+
+
+def version_of(updated_at: datetime) -> str:
+    """versionId derived from the row's last change (microseconds since the epoch, UTC)."""
+    return str(int(updated_at.replace(tzinfo=UTC).timestamp() * 1_000_000))
+
+
+def meta(updated_at: datetime) -> Json:
+    instant = updated_at.replace(tzinfo=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {"versionId": version_of(updated_at), "lastUpdated": instant}
+
+
+def dicom_datetime(da: str | None, tm: str | None, tz: tzinfo | None) -> str | None:
+    """DA + TM (PS3.5 6.2) -> FHIR dateTime. A time without offset is in the hub's zone ``tz``
+    (``None``: the system's local zone, with its DST rule for that day) - mapping-reference 3.2 decision."""
+    da = (da or "").strip()
+    if len(da) != 8 or not da.isdigit():
+        return None
+    try:
+        day = date(int(da[:4]), int(da[4:6]), int(da[6:]))
+    except ValueError:
+        return None
+    tm = (tm or "").strip().replace(":", "")
+    whole, _, frac = tm.partition(".")
+    if not whole.isdigit() or len(whole) < 2:
+        return day.isoformat()
+    try:
+        micro = int((frac + "000000")[:6]) if frac.isdigit() else 0
+        local = datetime.combine(day, time(int(whole[:2]), int(whole[2:4] or 0), min(int(whole[4:6] or 0), 59), micro))
+    except ValueError:
+        return day.isoformat()
+    aware = local.replace(tzinfo=tz) if tz is not None else local.astimezone()
+    return aware.isoformat(timespec="milliseconds" if micro else "seconds")
+
+
+def dicom_date(da: str | None) -> str | None:
+    da = (da or "").strip()
+    if len(da) == 8 and da.isdigit():
+        return f"{da[:4]}-{da[4:6]}-{da[6:]}"
+    if len(da) == 4 and da.isdigit():
+        return da
+    return None
+
+
+def _first(attrs: Row, tag: str) -> str:
+    value = (attrs.get(tag) or {}).get("Value") or [""]
+    first = value[0]
+    if isinstance(first, dict):
+        return str(first.get("Alphabetic", ""))
+    return str(first)
+
+
+def _items(attrs: Row, tag: str) -> list[Row]:
+    return [v for v in (attrs.get(tag) or {}).get("Value") or [] if isinstance(v, dict)]
+
+
+def human_name(pn: str) -> Json | None:
+    """PN ``family^given^middle^prefix^suffix`` (PS3.5 6.2.1) -> HumanName (use official)."""
+    alphabetic = (pn or "").split("=")[0]
+    if not alphabetic.strip("^ "):
+        return None
+    parts = (alphabetic.split("^") + [""] * 5)[:5]
+    family, given, middle, prefix, suffix = (p.strip() for p in parts)
+    name: Json = {"use": "official", "text": " ".join(p for p in (prefix, given, middle, family, suffix) if p)}
+    if family:
+        name["family"] = family
+    givens = [g for g in (given, *middle.split(" ")) if g]
+    if givens:
+        name["given"] = givens
+    if prefix:
+        name["prefix"] = [prefix]
+    if suffix:
+        name["suffix"] = [suffix]
+    return name
+
+
+def dcm_coding(code: str) -> Json:
+    return {"system": DCM, "code": code}
+
+
+def issuer_system(issuer: str, qualifiers: list[Row]) -> str | None:
+    """Identifier.system of a Patient ID: the ISO OID / URI of the Issuer of Patient ID Qualifiers
+    (0010,0024) as ``urn:oid:``; a local namespace alone has no URI (the issuer goes to assigner)."""
+    for q in qualifiers:
+        uid, kind = _first(q, "00400032"), _first(q, "00400033")
+        if uid and kind == "ISO":
+            return f"urn:oid:{uid}"
+        if uid and kind in ("URI", "URL"):
+            return uid
+    return None
+
+
+def patient_identifier(patient_id: str, issuer: str, qualifiers: list[Row], *, use: str = "usual") -> Json:
+    ident: Json = {"use": use, "type": {"coding": [{"system": V2_0203, "code": "MR"}]}}
+    system = issuer_system(issuer, qualifiers)
+    if system:
+        ident["system"] = system
+    ident["value"] = patient_id
+    if issuer:
+        ident["assigner"] = {"display": issuer}
+    return ident
+
+
+# --------------------------------------------------------------------------- Patient
+def patient_from_attrs(resource_id: str, patient_id: str, issuer: str, attrs: Row, updated_at: datetime) -> Json:
+    """Patient module as DICOM JSON (an order's patient attributes) -> Patient (mapping-reference 3.3)."""
+    out: Json = {"resourceType": "Patient", "id": resource_id, "meta": meta(updated_at)}
+    idents = [patient_identifier(patient_id, issuer, _items(attrs, "00100024"))]
+    for other in _items(attrs, "00101002"):
+        pid, iss = _first(other, "00100020"), _first(other, "00100021")
+        if pid and (pid, iss) != (patient_id, issuer):
+            ident = patient_identifier(pid, iss, _items(other, "00100024"), use="secondary")
+            del ident["type"]
+            idents.append(ident)
+    out["identifier"] = idents
+    out["active"] = True
+    name = human_name(_first(attrs, "00100010"))
+    if name:
+        out["name"] = [name]
+    sex = _first(attrs, "00100040").strip().upper()
+    out["gender"] = GENDER.get(sex, "unknown") if sex else "unknown"
+    birth = dicom_date(_first(attrs, "00100030"))
+    if birth:
+        out["birthDate"] = birth
+    return out
+
+
+def archive_patient_to_patient(row: Row, issuer: str = "", order_attrs: Row | None = None) -> Json:
+    """An archive ``patients`` row (Orthanc MainDicomTags) -> Patient; the order's patient module,
+    when there is one, adds identifiers (issuer, other IDs). Demographics are the archive's (ADT
+    updates both)."""
+    attrs: dict[str, Any] = dict(order_attrs or {})
+    attrs["00100010"] = {"vr": "PN", "Value": [{"Alphabetic": row.get("patient_name") or ""}]}
+    attrs["00100030"] = {"vr": "DA", "Value": [row.get("birth_date") or ""]}
+    attrs["00100040"] = {"vr": "CS", "Value": [row.get("sex") or ""]}
+    return patient_from_attrs(str(row["public_id"]), str(row["patient_id"]), issuer, attrs, row["updated_at"])
+
+
+def merged_patient(resource_id: str, prior_id: str, prior_issuer: str, survivor_id: str, merged_at: datetime) -> Json:
+    """The identity retired by ADT^A40 (mapping-reference 1.5): inactive, ``link`` replaced-by the survivor."""
+    ident = patient_identifier(prior_id, prior_issuer, [], use="old")
+    return {"resourceType": "Patient", "id": resource_id, "meta": meta(merged_at), "identifier": [ident],
+            "active": False, "link": [{"other": {"reference": f"Patient/{survivor_id}"}, "type": "replaced-by"}]}
+
+
+# --------------------------------------------------------------------------- Endpoint
+def dicomweb_endpoint(address: str, updated_at: datetime, resource_id: str = ENDPOINT_ID) -> Json:
+    """The hub's DICOMweb service base (mapping-reference 3.2): WADO-RS connection type, base URL only."""
+    return {"resourceType": "Endpoint", "id": resource_id, "meta": meta(updated_at), "status": "active",
+            "connectionType": {"system": CONNECTION_TYPE, "code": "dicom-wado-rs"},
+            "name": "rishub DICOMweb", "payloadType": [{"text": "DICOM WADO-RS"}],
+            "payloadMimeType": ["application/dicom", "application/dicom+json", "multipart/related"],
+            "address": address.rstrip("/")}
+
+
+# --------------------------------------------------------------------------- ImagingStudy
+def _accession_identifier(value: str, attrs: Row) -> Json:
+    ident: Json = {"type": {"coding": [{"system": V2_0203, "code": "ACSN"}]}}
+    issuer = _items(attrs, "00080051")
+    if issuer:
+        system = issuer_system("", issuer)
+        if system:
+            ident["system"] = system
+    ident["value"] = value
+    return ident
+
+
+def _based_on(order: Row | None, accession: str, attrs: Row) -> list[Json]:
+    """Accession (+ placer/filler of the order) as logical ServiceRequest references (R4 basedOn)."""
+    refs: list[Json] = []
+    if accession:
+        refs.append({"type": "ServiceRequest", "identifier": _accession_identifier(accession, attrs)})
+    if order is not None:
+        for code, key in (("PLAC", "placer_order"), ("FILL", "filler_order")):
+            if order.get(key):
+                refs.append({"type": "ServiceRequest", "identifier": {
+                    "type": {"coding": [{"system": V2_0203, "code": code}]}, "value": str(order[key])}})
+    return refs
+
+
+def _study_head(resource_id: str, status: str, study_uid: str, accession: str, attrs: Row,
+                updated_at: datetime) -> Json:
+    out: Json = {"resourceType": "ImagingStudy", "id": resource_id, "meta": meta(updated_at),
+                 "identifier": [{"system": DICOM_UID, "value": f"urn:oid:{study_uid}"}]}
+    if accession:
+        out["identifier"].append(_accession_identifier(accession, attrs))
+    out["status"] = status
+    return out
+
+
+def _series_json(series: Row, instances: list[Row], endpoint_ref: str, tz: tzinfo | None) -> Json:
+    tags = json.loads(series.get("main_tags") or "{}")
+    out: Json = {"uid": series["series_uid"]}
+    if series.get("series_number") is not None:
+        out["number"] = int(series["series_number"])
+    out["modality"] = dcm_coding(series.get("modality") or "OT")
+    if series.get("series_description"):
+        out["description"] = series["series_description"]
+    out["numberOfInstances"] = len(instances)
+    out["endpoint"] = [{"reference": endpoint_ref}]
+    body = BODY_PART.get((series.get("body_part_examined") or "").upper().replace(" ", ""))
+    if body:
+        out["bodySite"] = {"system": SNOMED, "code": body[0], "display": body[1]}
+    started = dicom_datetime(series.get("series_date") or tags.get("SeriesDate"), series.get("series_time"), tz)
+    if started:
+        out["started"] = started
+    out["instance"] = []
+    for inst in instances:
+        item: Json = {"uid": inst["sop_instance_uid"],
+                      "sopClass": {"system": RFC3986, "code": f"urn:oid:{inst['sop_class_uid']}"}}
+        if inst.get("instance_number") is not None:
+            item["number"] = int(inst["instance_number"])
+        out["instance"].append(item)
+    return out
+
+
+def archive_study_to_imaging_study(study: Row, patient_ref: str, series: list[Row],
+                                   instances: Mapping[int, list[Row]], order: Row | None, tz: tzinfo | None,
+                                   endpoint_ref: str = f"Endpoint/{ENDPOINT_ID}") -> Json:
+    """A stored study (``studies`` row, its series and instances; the order of the same Study UID if
+    any) -> ImagingStudy with status ``available`` (mapping-reference 3.1)."""
+    updated = study["updated_at"]
+    if order is not None and order["updated_at"] > updated:
+        updated = order["updated_at"]
+    order_attrs = json.loads(order["attrs"]) if order is not None else {}
+    accession = study.get("accession_number") or ""
+    out = _study_head(str(study["public_id"]), "available", study["study_uid"], accession, order_attrs, updated)
+    ordered = sorted(series, key=lambda s: (s.get("series_number") is None, s.get("series_number") or 0,
+                                            s["series_uid"]))
+    mods = sorted({s.get("modality") for s in ordered if s.get("modality")})
+    if mods:
+        out["modality"] = [dcm_coding(m) for m in mods]
+    out["subject"] = {"reference": patient_ref}
+    started = dicom_datetime(study.get("study_date"), study.get("study_time"), tz)
+    if started:
+        out["started"] = started
+    based_on = _based_on(order, accession, order_attrs)
+    if based_on:
+        out["basedOn"] = based_on
+    if study.get("referring_physician_name"):
+        name = human_name(study["referring_physician_name"])
+        if name:
+            out["referrer"] = {"display": name["text"]}
+    out["endpoint"] = [{"reference": endpoint_ref}]
+    series_json = [_series_json(s, sorted(instances.get(s["pk"], []), key=lambda i: (
+        i.get("instance_number") is None, i.get("instance_number") or 0, i["sop_instance_uid"])), endpoint_ref, tz)
+        for s in ordered]
+    out["numberOfSeries"] = len(series_json)
+    out["numberOfInstances"] = sum(s["numberOfInstances"] for s in series_json)
+    _procedure(out, order_attrs)
+    if study.get("study_description"):
+        out["description"] = study["study_description"]
+    if series_json:
+        out["series"] = series_json
+    return out
+
+
+def order_status_to_imaging_status(order_status: str, step_statuses: list[str]) -> str:
+    """mapping-reference 2.4: an order without images is ``registered`` until cancelled/discontinued."""
+    if order_status in CANCELLED_ORDER_STATES:
+        return "cancelled"
+    if step_statuses and all(s in FINAL_CANCELLED_STEPS for s in step_statuses):
+        return "cancelled"
+    return "registered"
+
+
+def _procedure(out: Json, attrs: Row) -> None:
+    codes = []
+    for item in _items(attrs, "00321064"):  # Requested Procedure Code Sequence
+        code, scheme, meaning = _first(item, "00080100"), _first(item, "00080102"), _first(item, "00080104")
+        if code:
+            coding: Json = {"system": _scheme_uri(scheme), "code": code}
+            if meaning:
+                coding["display"] = meaning
+            codes.append({"coding": [coding], **({"text": meaning} if meaning else {})})
+    if codes:
+        out["procedureCode"] = codes
+    reason = _first(attrs, "00401002")
+    if reason:
+        out["reasonCode"] = [{"text": reason}]
+
+
+def _scheme_uri(scheme: str) -> str:
+    """Coding Scheme Designator -> FHIR system (PS3.16 Table 8-1 for the public ones)."""
+    known = {"LN": "http://loinc.org", "SCT": SNOMED, "SRT": SNOMED, "DCM": DCM, "RADLEX": "http://radlex.org"}
+    return known.get(scheme.upper(), f"urn:dicom:coding-scheme:{scheme or 'local'}")
+
+
+def order_to_imaging_study(order: Row, steps: list[Row], patient_ref: str, tz: tzinfo | None,
+                           endpoint_ref: str = f"Endpoint/{ENDPOINT_ID}") -> Json:
+    """An order whose study has no stored images yet -> ImagingStudy ``registered``/``cancelled``
+    (the IHE Imaging ServiceRequest IG pre-created ImagingStudy): Study UID, accession, planned
+    modalities and the earliest scheduled step start."""
+    attrs = json.loads(order["attrs"])
+    updated = max([order["updated_at"], *(s["updated_at"] for s in steps)])
+    status = order_status_to_imaging_status(order.get("status") or "", [s["status"] for s in steps])
+    accession = order.get("accession_number") or ""
+    out = _study_head(order_study_id(int(order["pk"])), status, order["study_uid"], accession, attrs, updated)
+    mods = sorted({s["modality"] for s in steps if s.get("modality")})
+    if mods:
+        out["modality"] = [dcm_coding(m) for m in mods]
+    out["subject"] = {"reference": patient_ref}
+    starts = sorted((s["start_date"], s["start_time"]) for s in steps if s.get("start_date"))
+    started = dicom_datetime(starts[0][0], starts[0][1], tz) if starts else None
+    if started:
+        out["started"] = started
+    based_on = _based_on(order, accession, attrs)
+    if based_on:
+        out["basedOn"] = based_on
+    referrer = human_name(_first(attrs, "00080090"))
+    if referrer:
+        out["referrer"] = {"display": referrer["text"]}
+    out["endpoint"] = [{"reference": endpoint_ref}]
+    out["numberOfSeries"] = 0
+    out["numberOfInstances"] = 0
+    _procedure(out, attrs)
+    description = _first(attrs, "00321060")
+    if description:
+        out["description"] = description
+    return out
