@@ -27,17 +27,19 @@ def start_server(config: Path, env: dict[str, str]) -> subprocess.Popen:
         [sys.executable, "-m", "interfaces.cli", "serve", "--config", str(config)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded CI box once took more than 60 s to start it
     assert proc.stdout is not None
+    seen: list[str] = []
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if line.startswith("rishub "):
             threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
             return proc
+        seen.append(line)
         if not line and proc.poll() is not None:
             break
     proc.kill()
-    raise AssertionError("server did not start")
+    raise AssertionError(f"server did not start (exit {proc.poll()}); it printed:\n{''.join(seen[-40:])}")
 
 
 def test_kill_9_mid_ingest_then_restart(tmp_path: Path, db_url: str):
@@ -45,7 +47,7 @@ def test_kill_9_mid_ingest_then_restart(tmp_path: Path, db_url: str):
     port = free_port()
     config = tmp_path / "rishub.toml"
     config.write_text(f'data_dir = "{data}"\ndatabase_url = "{db_url}"\n[http]\nport = {free_port()}\n'
-                      f"[dicom]\nport = {port}\n")
+                      f"[dicom]\nport = {port}\n[hl7]\nport = {free_port()}\n")  # no fixed port may be taken
     env = {**os.environ, "RISHUB_ADMIN_PASSWORD": "crash-test-pw"}
     if not db_url.startswith("sqlite"):
         Hub.open(make_settings(data, db_url), upgrade_schema=True).close()  # `rishub db upgrade`
