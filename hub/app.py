@@ -23,6 +23,7 @@ from hub.services.modify import AnonymizationCounter, ModifyService
 from hub.services.mpps import MppsService
 from hub.services.order_status import OrderStatusReporter
 from hub.services.query import QueryService
+from hub.services.render import RenderService
 from hub.services.resources import ResourceService
 from hub.services.retrieve import RetrieveService
 from hub.services.wado import WadoService
@@ -38,6 +39,7 @@ from hub.store.modalities import ModalityRepository
 from hub.store.orders import OrderRepository, WorklistItems
 from hub.store.outbox import OutboxRepository
 from hub.store.query import QueryRepository
+from hub.store.render import RenderRepository
 from hub.store.retrieve import RetrieveRepository
 from hub.store.wado import WadoRepository
 
@@ -75,6 +77,7 @@ class Hub:
     worklist_items: WorklistItems
     fhir: FhirService
     fhir_orders: FhirOrderService
+    render: RenderService
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     generated_admin_password: str | None = None
     version: str = __version__
@@ -127,6 +130,7 @@ class Hub:
             worklist=WorklistService(db, settings.hl7.worklist_statuses),
             mpps=MppsService(db, OrderStatusReporter(settings.hl7)), hl7=Hl7InboundService(orders, settings.hl7),
             fhir=fhir, fhir_orders=_fhir_orders(orders, db, fhir, settings),
+            render=RenderService(RenderRepository(db), blobs, settings.render),
         )
         hub.modify.delete = hub.resources.delete  # KeepSource=false removes the sources
         published, deleted, trashed = ingest.recover()
@@ -140,6 +144,7 @@ class Hub:
         return hub
 
     def close(self) -> None:
+        self.render.close()
         self.jobs.shutdown()
         self.ingest.close()
         self.blobs.close()

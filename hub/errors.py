@@ -49,6 +49,10 @@ TABLE: dict[str, ErrorCode] = {
         ErrorCode("conflict", 409, 0xC000, "AE", "205", "The request conflicts with the resource's state"),
         ErrorCode("precondition_failed", 412, 0xC000, "AE", "207", "A precondition of the request failed"),
         ErrorCode("business_rule", 422, 0xC000, "AE", "207", "The request breaks a business rule"),
+        # The render service (MPR/MIP) needs a series that is a volume: one orientation, one size, evenly
+        # spaced slices along the normal (PS3.3 C.7.6.2.1.1); anything else is unprocessable.
+        ErrorCode("not_a_volume", 422, 0xC000, "AE", "207", "The series is not a volume"),
+        ErrorCode("busy", 503, 0xA700, "AE", "206", "Temporarily unable to answer; try again"),
         ErrorCode("out_of_resources", 507, 0xA700, "AE", "206", "Out of resources (disk or database)"),
         ErrorCode("internal", 500, 0xC001, "AE", "207", "Internal error"),
     )

@@ -98,6 +98,14 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class RenderSettings:
+    backend: str = "auto"  # auto (OpenGL where a context can be made, else CPU) | cpu | gl
+    cache_mb: int = 2048  # volumes kept in memory (LRU by bytes)
+    max_size: int = 2048  # largest output side in pixels
+    wait_seconds: float = 30.0  # how long a request waits for the slices it needs while a volume loads
+
+
+@dataclass(frozen=True)
 class JwtSettings:
     issuer: str = ""
     audience: str = ""
@@ -139,6 +147,7 @@ class Settings:
     dicom: DicomSettings = field(default_factory=DicomSettings)
     hl7: Hl7Settings = field(default_factory=Hl7Settings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    render: RenderSettings = field(default_factory=RenderSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     modalities: dict[str, Modality] = field(default_factory=dict)
 
@@ -315,6 +324,10 @@ def _validate(s: Settings) -> None:
         raise SettingsError(
             f"database_url (RISHUB_DATABASE_URL): only sqlite:/// and postgresql+psycopg:// URLs, got {scheme!r}"
         )
+    if s.render.backend not in ("auto", "cpu", "gl"):
+        raise SettingsError(f"render.backend: expected auto, cpu or gl, got {s.render.backend!r}")
+    if s.render.cache_mb < 0 or s.render.max_size < 16 or s.render.wait_seconds <= 0:
+        raise SettingsError("render: cache_mb >= 0, max_size >= 16 and wait_seconds > 0")
     if s.http.threads < 1:
         raise SettingsError(f"http.threads: must be at least 1, got {s.http.threads}")
     if s.dicom.max_associations < 1:

@@ -125,6 +125,7 @@ class Listeners:
 def serve(hub: Hub) -> None:
     listeners = Listeners(hub)
     listeners.start()
+    threading.Thread(target=hub.render.warm_up, name="render-warm-up", daemon=True).start()
     s = hub.settings
     print(
         f"rishub {hub.version}: HTTP http://{s.bind}:{listeners.http.port}  "

@@ -22,6 +22,7 @@ from interfaces.http.orthanc import (
     upload,
     worklists,
 )
+from interfaces.http.render import bp as render_bp
 
 log = logging.getLogger(__name__)
 
@@ -55,4 +56,5 @@ def create_app(hub: Hub) -> Flask:
         app.register_blueprint(module.bp)
     app.register_blueprint(wado.root_bp)
     app.register_blueprint(fhir_blueprint())
+    app.register_blueprint(render_bp)
     return app
