@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-pg bench bench-ingest bench-query bench-rest bench-archive bench-dicomweb bench-hl7 bench-mwl bench-fhir lint clean
+.PHONY: install run test test-pg bench bench-ingest bench-query bench-rest bench-archive bench-dicomweb bench-hl7 bench-mwl bench-fhir bench-render lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ test: $(STAMP)
 test-pg: $(STAMP)
 	RISHUB_TEST_PG=1 $(MAKE) test
 
-bench: bench-ingest bench-query bench-rest bench-archive bench-dicomweb bench-hl7 bench-mwl bench-fhir
+bench: bench-ingest bench-query bench-rest bench-archive bench-dicomweb bench-hl7 bench-mwl bench-fhir bench-render
 
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py
@@ -52,6 +52,9 @@ bench-mwl: $(STAMP)
 bench-fhir: $(STAMP)
 	$(BIN)/python bench/fhir_read.py
 	$(BIN)/python bench/fhir_orders.py
+
+bench-render: $(STAMP)
+	$(BIN)/python bench/render.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check hub interfaces mappings migrations tests bench

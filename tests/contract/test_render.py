@@ -181,3 +181,15 @@ def test_series_by_uid_and_authentication(api: Http, series: str) -> None:
     uid = api.json(f"/series/{series}")["MainDicomTags"]["SeriesInstanceUID"]
     assert api.json(f"/render/series/{uid}/info")["Series"] == series
     assert requests.get(api.url(f"/render/series/{series}/mpr"), timeout=30).status_code == 401
+
+
+@pytest.mark.parametrize("name", ["rtdose.dcm", "rtdose_rle.dcm"])
+def test_a_real_multi_frame_file_renders(hub: Any, api: Http, test_file: Any, name: str) -> None:
+    """pydicom's RT Dose (15 frames on a Grid Frame Offset Vector; native and RLE-compressed) is a volume."""
+    hub.ingest.store(Origin("import", user="test"), test_file(name))
+    (sid,) = api.json("/series")
+    info = complete(api, sid)
+    assert info["Dimensions"][2] == 15 and info["Complete"] and info["Error"] is None, info
+    for route in ("mpr?plane=axial", "mpr?plane=coronal&thickness=10", "mip?azimuth=45&mode=avg"):
+        image = grey(api.get(f"/render/series/{sid}/{route}&format=png"))
+        assert image.std() > 0, route
