@@ -121,7 +121,10 @@ def _slices(i: int, meta: dict) -> list[tuple]:
         if not offsets or len(offsets) < frames or None in ipp or None in iop:
             raise NotAVolume("multi-frame-geometry", "a multi-frame instance has no per-frame geometry")
         o = np.array(iop, dtype=float)
-        at = np.array(ipp, dtype=float) + np.outer(np.array(offsets[:frames], dtype=float), np.cross(o[:3], o[3:]))
+        d = np.array(offsets[:frames], dtype=float)
+        if d[0] != 0:  # the absolute form: the first offset is the first frame's z (PS3.3 C.8.8.3.2)
+            d = d - d[0]
+        at = np.array(ipp, dtype=float) + np.outer(d, np.cross(o[:3], o[3:]))
         return [(i, f + 1, list(at[f]), iop, ps, slope0, intercept0, meta) for f in range(frames)]
     if per_frame is not None and len(per_frame) < frames:
         raise NotAVolume("multi-frame-geometry", "the per-frame functional groups do not cover every frame")

@@ -86,7 +86,9 @@ class VolumeCache:
         entry = Cached(volume, loader)
         with self._lock:
             del self._pending[key]
-            self._insert(key, entry)
+            dropped = self._insert(key, entry)
+        for old in dropped:  # stale (the series changed) or evicted: stop decoding into memory no longer counted
+            old.loader.cancel()
         pending.result = entry
         pending.done.set()
         return entry
@@ -122,18 +124,18 @@ class VolumeCache:
             self._entries.move_to_end(key)
         return found
 
-    def _insert(self, key: Key, entry: Cached) -> None:
-        stale = [self._remove(k) for k in [*self._entries, *self._oversize] if k[0] == key[0] and k != key]
-        for old in stale:
-            old.loader.cancel()
+    def _insert(self, key: Key, entry: Cached) -> list[Cached]:
+        """Add ``entry``; returns the entries it pushed out (for the caller to cancel outside the lock)."""
+        dropped = [self._remove(k) for k in [*self._entries, *self._oversize] if k[0] == key[0] and k != key]
         size = entry.volume.nbytes
         if size > self.max_bytes:
             self._oversize[key] = entry
-            return
+            return dropped
         self._entries[key] = entry
         self._bytes += size
         while self._bytes > self.max_bytes:
-            self._remove(next(iter(self._entries)))
+            dropped.append(self._remove(next(iter(self._entries))))
+        return dropped
 
     def _remove(self, key: Key) -> Cached:
         if key in self._oversize:

@@ -66,9 +66,9 @@ def _clip(base: float, step: float, n: int, c0: int, c1: int) -> tuple[int, int]
         return c0, c1
     a = (-EPS - base) / step
     b = (hi_lim - base) / step
-    c0 = max(c0, int(math.ceil(min(a, b))))
-    c1 = max(c0, min(c1, int(math.floor(max(a, b))) + 1))
-    return c0, c1
+    lo = min(max(c0, int(math.ceil(min(a, b)))), c1)  # never past c1: callers fill [0, c0) and [c1, end)
+    hi = max(lo, min(c1, int(math.floor(max(a, b))) + 1))
+    return lo, hi
 
 
 @njit(cache=True, fastmath=True, inline="always")

@@ -36,10 +36,24 @@ class Volume:
     error: str | None = None  # set when background decoding failed
     changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
     _background: float | None = field(default=None, repr=False)
+    low: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (nz,) each decoded slice's min
+    high: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (nz,) and max
 
     def __post_init__(self) -> None:
         if self.ready.shape != (self.data.shape[0],):
             self.ready = np.ones(self.data.shape[0], dtype=bool)
+        if self.low.shape != (self.data.shape[0],):
+            complete = self.ready.all()
+            self.low = self.data.min(axis=(1, 2)).astype(float) if complete else np.zeros(self.data.shape[0])
+            self.high = self.data.max(axis=(1, 2)).astype(float) if complete else np.zeros(self.data.shape[0])
+
+    def value_range(self) -> tuple[float, float] | None:
+        """(min, max) of the slices decoded so far, without reading the voxels; None before the first."""
+        with self.changed:
+            ready = self.ready.copy()
+        if not ready.any():
+            return None
+        return float(self.low[ready].min()), float(self.high[ready].max())
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -60,7 +74,7 @@ class Volume:
         if self._background is None:
             if not self.complete:
                 return -1024.0
-            self._background = float(self.data.min())
+            self._background = float(self.low.min())
         return self._background
 
     def affine(self) -> np.ndarray:
@@ -73,7 +87,9 @@ class Volume:
         return m
 
     def mark_ready(self, k: int) -> None:
+        low, high = float(self.data[k].min()), float(self.data[k].max())
         with self.changed:
+            self.low[k], self.high[k] = low, high
             self.ready[k] = True
             self.changed.notify_all()
 

@@ -35,6 +35,9 @@ VIEWS = ("axial", "coronal", "sagittal", "oblique")
 MODES = ("mip", "minip", "avg")
 FORMATS = ("jpeg", "png", "webp")
 PRESETS = tuple(window.PRESETS)
+# Pixels with no sample inside the volume: below every window, so black (white for MONOCHROME1), whatever
+# the load state (int16 keeps it exactly).
+OUTSIDE = -32768.0
 
 
 class NotAVolumeError(HubError):
@@ -139,7 +142,7 @@ class RenderService:
         public_id, _, cached = self.volume(ref)
         vol = cached.volume
         nz, ny, nx = vol.shape
-        ready = vol.data[vol.ready] if vol.ready.any() else None
+        value_range = vol.value_range()
         return {
             "Series": public_id,
             "Dimensions": [nx, ny, nz],
@@ -148,7 +151,7 @@ class RenderService:
             "Orientation": [round(float(v), 6) for v in (*vol.row_dir, *vol.col_dir)],
             "Normal": [round(float(v), 6) for v in vol.normal],
             "Extent": [round(float(n * s), 3) for n, s in zip((nx, ny, nz), vol.spacing, strict=True)],
-            "ValueRange": [float(ready.min()), float(ready.max())] if ready is not None and ready.size else None,
+            "ValueRange": list(value_range) if value_range else None,
             "DataType": str(vol.data.dtype),
             "Monochrome1": vol.monochrome1,
             "Windows": [{"Center": c, "Width": w, "Explanation": e} for c, w, e in vol.windows],
@@ -166,19 +169,35 @@ class RenderService:
         public_id, stamp = self._stamp(ref)
         return hashlib.sha1(f"{public_id}|{stamp}|{req.canonical()}".encode()).hexdigest()
 
-    def image(self, ref: str, req: RenderRequest) -> tuple[bytes, views.View]:
-        """The encoded image and its view (labels, pixel size, patient geometry)."""
-        _, _, cached = self.volume(ref)
-        vol = cached.volume
-        view = self.view(vol, req)
-        if not vol.ready[view.slices].all():
-            cached.loader.prioritise(range(*view.slices.indices(vol.shape[0])))
-            if not vol.wait_for(view.slices, self.settings.wait_seconds) or vol.error:
-                raise _load_failure(vol)
-        values = self.sample(vol, view.plane)
-        center, width = self.windowing(vol, req)
-        image = window.apply(values, center, width, vol.monochrome1)
-        return window.encode(image, req.format, quality=req.q), view
+    def image(self, ref: str, req: RenderRequest) -> tuple[bytes, views.View, bool]:
+        """The encoded image, its view (labels, pixel size, patient geometry) and whether it is final: an
+        image of a volume still loading may differ once it is complete (its default window), so it must
+        not be cached under the ETag. A load cancelled meanwhile (the series changed, or the volume was
+        evicted) is started again once, then the client is asked to retry (503)."""
+        for attempt in range(2):
+            _, _, cached = self.volume(ref)
+            vol = cached.volume
+            view = self.view(vol, req)
+            if not vol.ready[view.slices].all():
+                cached.loader.prioritise(range(*view.slices.indices(vol.shape[0])))
+                vol.wait_for(view.slices, self.settings.wait_seconds)
+            if vol.error == "cancelled" and not vol.ready[view.slices].all():
+                if attempt == 0:
+                    continue
+                raise HubError("busy", "the series changed while it was loading; try again")
+            if vol.error and not vol.ready[view.slices].all():
+                raise NotAVolumeError("undecodable", f"the series could not be decoded: {vol.error}")
+            if not vol.ready[view.slices].all():
+                raise HubError("busy", "the series is still loading; try again")
+            # with a window of its own (asked for, or the series') the image depends only on the slices it
+            # waited for; the fallback window depends on what is decoded so far
+            final = vol.complete or req.window is not None or bool(req.preset) or (
+                vol.window is not None and vol.window[1] >= 1)
+            values = self.sample(vol, view.plane)
+            center, width = self.windowing(vol, req)
+            image = window.apply(values, center, width, vol.monochrome1)
+            return window.encode(image, req.format, quality=req.q), view, final
+        raise AssertionError("unreachable")
 
     def view(self, vol: Volume, req: RenderRequest) -> views.View:
         limit = self.settings.max_size
@@ -195,7 +214,7 @@ class RenderService:
         """Values on the plane; a volume still loading is sampled on the CPU (GL textures are uploaded
         whole), and a GL failure (texture too large, out of memory) falls back to the CPU."""
         backend = self.backend() if vol.complete else self.cpu
-        fill = vol.background
+        fill = OUTSIDE
         if backend is not self.cpu:
             try:
                 return backend.render(vol.data, plane, fill)
@@ -212,7 +231,7 @@ class RenderService:
             return float(req.window[0]), float(req.window[1])
         if req.preset and req.preset.startswith("dicom"):
             number = req.preset.split(":", 1)[1] if ":" in req.preset else "0"
-            if not number.isdigit():
+            if not number.isdecimal() or not number.isascii():
                 raise HubError("bad_request", "'preset' dicom:N takes a preset number N from 0")
             index = int(number)
             if not vol.windows:
@@ -221,17 +240,14 @@ class RenderService:
                 raise HubError("bad_request", f"the series has {len(vol.windows)} window preset(s): dicom:0..")
             c, w, _ = vol.windows[index]
             return c, w
-        if req.preset or vol.window is not None:
-            return window.resolve(vol, preset=req.preset or None)
-        ready = vol.data[vol.ready]  # no window anywhere: the range of what is decoded so far
-        low, high = (float(ready.min()), float(ready.max())) if ready.size else (0.0, 1.0)
+        if req.preset:
+            return window.PRESETS[req.preset]
+        if vol.window is not None and vol.window[1] >= 1:
+            return float(vol.window[0]), float(vol.window[1])
+        # no usable window (none, or narrower than one value, as PET SUV or dose in Gy): the value range of
+        # the slices decoded so far (PS3.3 C.11.2.1.2 needs a width of at least 1)
+        low, high = vol.value_range() or (0.0, 1.0)
         return (low + high + 1) / 2, max(high - low + 1, 1.0)
-
-
-def _load_failure(vol: Volume) -> HubError:
-    if vol.error:
-        return NotAVolumeError("undecodable", f"the series could not be decoded: {vol.error}")
-    return HubError("busy", "the series is still loading; try again")
 
 
 def _make_gl(forced: bool) -> Backend | None:

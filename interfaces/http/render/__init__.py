@@ -55,14 +55,18 @@ def _image(ref: str, req: RenderRequest) -> Response:
     if etag in request.if_none_match:
         resp = Response(status=304)
     else:
-        data, view = service.image(ref, req)
+        data, view, final = service.image(ref, req)
         resp = Response(data, mimetype=MEDIA[req.format])
         edges = view.labels
         resp.headers["X-Orientation"] = f"left={edges.left};right={edges.right};top={edges.top};bottom={edges.bottom}"
         resp.headers["X-Pixel-Spacing"] = f"{view.pixel_mm:.6g}"
+        resp.headers["Vary"] = "Accept"
+        if not final:  # the volume is still loading and the window comes from what is decoded so far
+            resp.headers["Cache-Control"] = "no-store"
+            return resp
+    resp.headers["Vary"] = "Accept"
     resp.set_etag(etag)
     resp.headers["Cache-Control"] = "private, no-cache"  # revalidate: the series may change, the ETag says
-    resp.headers["Vary"] = "Accept"
     return resp
 
 
@@ -131,7 +135,8 @@ def parse(kind: str, args: MultiDict[str, str]) -> RenderRequest:
     preset = args.get("preset")
     if preset is not None:
         preset = preset.strip().lower()
-        if preset not in PRESETS and not (preset == "dicom" or (preset[:6] == "dicom:" and preset[6:].isdigit())):
+        if preset not in PRESETS and not (preset == "dicom" or (preset[:6] == "dicom:" and preset[6:].isascii()
+                                                                 and preset[6:].isdecimal())):
             raise _bad(f"'preset' is one of {', '.join(PRESETS)}, dicom or dicom:N")
     if window is not None and preset is not None:
         raise _bad("give 'window' or 'preset', not both")

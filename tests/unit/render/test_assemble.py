@@ -294,3 +294,16 @@ def _timed(fn: object, *args: object) -> float:
     start = time.perf_counter()
     fn(*args)  # type: ignore[operator]
     return time.perf_counter() - start
+
+
+def test_rt_dose_grid_frame_offsets_in_the_absolute_form_give_the_same_geometry():
+    """PS3.3 C.8.8.3.2: offsets relative to the first frame (first element 0) or absolute z values (first
+    element equal to the z of ImagePositionPatient) describe the same grid."""
+    ds = pydicom.dcmread(TEST_FILES / "rtdose.dcm", stop_before_pixels=True)
+    relative = plan_volume([ds.to_json_dict()])
+    z0 = float(ds.ImagePositionPatient[2])
+    ds.GridFrameOffsetVector = [z0 + float(o) for o in ds.GridFrameOffsetVector]
+    absolute = plan_volume([ds.to_json_dict()])
+    np.testing.assert_allclose(absolute.origin, relative.origin)
+    np.testing.assert_allclose(absolute.spacing, relative.spacing)
+    assert relative.origin[2] == pytest.approx(z0)

@@ -208,3 +208,30 @@ def test_load_order(order: list[int] | None) -> None:
     Loader(volume, plan, reader_of(plan, log=log), order).run()
     assert log == (order or []) + [k for k in range(6) if k not in (order or [])]
     assert volume.complete
+
+
+def test_an_evicted_volume_still_loading_stops_decoding() -> None:
+    """Eviction cancels the load: an evicted volume must not keep filling memory the cache no longer counts."""
+    plan = small_plan(nz=40)
+    cache = VolumeCache(max_bytes=plan.nbytes + plan.nbytes // 2)
+    a = cache.get_or_start(("A", 1), starter(plan, delay=0.02))
+    cache.get_or_start(("B", 1), starter(plan))
+    assert cache.get(("A", 1)) is None
+    a.loader.join(5)
+    assert a.volume.error == "cancelled" and not a.volume.complete
+    decoded = int(a.volume.ready.sum())
+    time.sleep(0.1)
+    assert int(a.volume.ready.sum()) == decoded
+
+
+def test_value_range_comes_from_the_decoded_slices_only() -> None:
+    plan = small_plan(nz=8)
+    volume = new_volume(plan)
+    volume.data[:] = 30000  # what np.empty may hold: never read for the range
+    assert volume.value_range() is None
+    loader = Loader(volume, plan, reader_of(plan, delay=0.05), order=[5, 2]).start()
+    assert volume.wait_for([5, 2], 5) and not volume.complete
+    low, high = volume.value_range()
+    assert 0 <= low <= high <= 7  # modality value k in slice k; the 30000s of undecoded slices never seen
+    loader.join(5)
+    assert volume.value_range() == (0.0, 7.0)

@@ -304,3 +304,31 @@ def test_separable_path_for_slices_thicker_than_pixels(req):
     image, v = render(volume, **req)
     assert cpu._grid_steps(v.plane) is None and cpu._separable(volume.data, v.plane, 0.0) is not None
     np.testing.assert_allclose(image, reference(volume.data, v.plane, float(AIR)), atol=0.02)
+
+
+def test_random_oblique_planes_leaving_the_volume_sideways_match_the_sampler():
+    """Planes through random points with random normals: many rows leave the volume through a side, where
+    the kernels fill the rest of the row (a fill loop once ran past the row end and corrupted the heap)."""
+    volume = phantom_volume((64, 80, 96), spacing=(0.8, 0.8, 1.5), origin=(-100.0, -120.0, 50.0))
+    rng = np.random.default_rng(3)
+    backend = CpuBackend()
+    checked = 0
+    for _ in range(40):
+        normal = tuple(float(x) for x in rng.normal(size=3))
+        point = tuple(float(x) for x in rng.uniform([-100, -120, 50], [-24, -56, 144]))
+        for extra in ({}, {"thickness": 6.0, "mode": "mip"}, {"interpolation": "nearest"}):
+            try:
+                plane = plan(volume, ViewRequest("oblique", normal=normal, point=point, **extra)).plane
+            except ValueError:
+                continue
+            dims = (96, 80, 64)
+            for r in range(plane.height):  # every row's inside range stays within the row
+                base, c0, c1 = plane.origin + r * plane.v, 0, plane.width
+                for axis in range(3):
+                    c0, c1 = kernels._clip(base[axis], plane.u[axis], dims[axis], c0, c1)
+                assert 0 <= c0 <= c1 <= plane.width, (normal, point, r, c0, c1)
+            out = backend.render(volume.data, plane, -2000.0)
+            assert out.shape == (plane.height, plane.width)
+            np.testing.assert_allclose(out, reference(volume.data, plane, -2000.0), atol=0.02)
+            checked += 1
+    assert checked >= 100
