@@ -3,12 +3,14 @@
 Orthanc (``DicomImageDecoder``) turns a frame into ``Grayscale8`` (8 or 1 bits), ``Grayscale16``,
 ``SignedGrayscale16``, ``Grayscale32``, ``RGB24`` or ``RGB48``; YBR colour is converted to RGB,
 PALETTE COLOR through its lookup table (PS3.3 C.7.6.3.1.5), and no rescale or window is applied
-here. Decoding is pydicom's: native data, RLE, and the JPEG / JPEG 2000 syntaxes its installed
-plugins (Pillow here) handle. What cannot be decoded raises :class:`Undecodable`.
+here. Decoding is pydicom's: native data, RLE (its own decoder), JPEG baseline and JPEG 2000 (Pillow),
+and through pylibjpeg, where installed, what Pillow cannot decode: JPEG Lossless (PS3.5 A.4.1), JPEG-LS
+(A.4.3), HTJ2K (10.18), 12-bit JPEG for rendering. What cannot be decoded raises :class:`Undecodable`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,8 @@ from typing import Literal
 import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.pixels import get_decoder
+from pydicom.uid import JPEG2000, JPEG2000Lossless, JPEGBaseline8Bit, JPEGExtended12Bit, RLELossless
 
 from hub.dicomfile import DEFLATED
 
@@ -25,6 +29,48 @@ Format = Literal["Grayscale8", "Grayscale16", "SignedGrayscale16", "Grayscale32"
 GRAYSCALE: frozenset[str] = frozenset(
     {"Grayscale8", "Grayscale16", "SignedGrayscale16", "Grayscale32", "SignedGrayscale32"})
 COLOR: frozenset[str] = frozenset({"RGB24", "RGB48"})
+
+
+# The decoder each syntax had before pylibjpeg was installed: the Orthanc image routes are compared with Orthanc
+# (DCMTK) pixel for pixel, and pylibjpeg's JPEG baseline / extended output differs from it by 1 here and there.
+KEPT_PLUGINS: dict[str, str] = {JPEGBaseline8Bit: "pillow", JPEGExtended12Bit: "pillow", JPEG2000Lossless: "pillow",
+                                JPEG2000: "pillow", RLELossless: "pydicom"}
+PINNED = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit, RLELossless})  # no other decoder, even on failure
+_LATER = ("gdcm", "pylibjpeg")  # plugins pydicom would try before Pillow / its RLE decoder
+
+
+def _keep_plugins_first() -> None:
+    """Move pydicom's GDCM and pylibjpeg plugins after the kept one for each syntax of ``KEPT_PLUGINS``, so that
+    pydicom's automatic choice (wherever no plugin is passed) is what it was without them; they stay the
+    fallback for frames the kept plugin cannot decode. Not thread-safe: done once, on import."""
+    for syntax in KEPT_PLUGINS:
+        decoder = get_decoder(syntax)
+        for label in _LATER:
+            try:
+                decoder.remove_plugin(label)
+            except ValueError:
+                continue  # not a plugin of this syntax
+            try:
+                decoder.add_plugin(label, (f"pydicom.pixels.decoders.{label}", "_decode_frame"))
+            except (ImportError, AttributeError):
+                pass  # another pydicom layout: the syntax keeps only the plugins it had before
+
+
+_keep_plugins_first()
+
+
+_LIBJPEG = importlib.util.find_spec("libjpeg") is not None  # pylibjpeg-libjpeg, optional
+
+
+def decoding_plugin(syntax: str, bits_stored: int, *, strict: bool = True) -> str:
+    """The pydicom decoding plugin for a frame in ``syntax`` ("": pydicom tries its plugins in order).
+
+    JPEG baseline / extended and RLE keep the one decoder they had (``PINNED``). Not ``strict`` (rendering,
+    never compared with Orthanc), 12-bit JPEG extended (PS3.5 A.4.1), which Pillow and GDCM cannot decode,
+    goes to pylibjpeg when its libjpeg plugin is installed (it is GPL-3.0, so not a dependency of the hub)."""
+    if not strict and syntax == JPEGExtended12Bit and bits_stored > 8 and _LIBJPEG:
+        return "pylibjpeg"
+    return KEPT_PLUGINS[syntax] if syntax in PINNED else ""
 
 
 class Undecodable(Exception):
@@ -101,9 +147,11 @@ def decode_frame(path: str | Path, ds: Dataset, index: int) -> Frame:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             source: str | Dataset = str(path)
-            if str(ds.file_meta.get("TransferSyntaxUID", "")) in DEFLATED:
+            syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+            if syntax in DEFLATED:
                 source = dcmread(path)  # pixel_array(path) cannot inflate
-            arr = pixel_array(source, index=index if info.frames > 1 else None)
+            arr = pixel_array(source, index=index if info.frames > 1 else None,
+                              decoding_plugin=decoding_plugin(syntax, info.bits_stored))
     except Exception as exc:  # noqa: BLE001 - any decoder failure is "cannot decode" (HTTP 415)
         raise Undecodable(f"cannot decode the frame: {type(exc).__name__}: {exc}") from None
     if not arr.dtype.isnative:

@@ -1,5 +1,6 @@
 """Stored pixel values of one frame, read straight from the file: PS3.5 A.1-A.2 native little endian frames
-from their offset, PS3.5 A.4 encapsulated ones decoded frame by frame, anything else by pydicom.
+from their offset, PS3.5 A.4 encapsulated ones decoded frame by frame (RLE, JPEG, JPEG Lossless, JPEG-LS,
+JPEG 2000, HTJ2K: see :func:`hub.imaging.decode.decoding_plugin`), anything else by pydicom.
 
 The pixel data's place in a file (:class:`_Layout`) is found by walking the element headers without pydicom
 (PS3.5 7.1, 7.5) and kept for the 256 files read last.
@@ -31,7 +32,7 @@ from hub.dicomfile import (
     Header,
     read_header,
 )
-from hub.imaging.decode import FrameOutOfRange, ImageInfo, Undecodable, decode_frame
+from hub.imaging.decode import FrameOutOfRange, ImageInfo, Undecodable, decode_frame, decoding_plugin
 from hub.imaging.frames import BadPixelData, Span, frame_fragments, pixel_element
 
 __all__ = ["read_frame"]
@@ -192,7 +193,8 @@ def read_frame(path: Path, frame: int) -> np.ndarray:
 
 
 def _encapsulated(path: Path, layout: _Layout, frame: int, rows: int, columns: int) -> np.ndarray:
-    """Decode one frame from its fragments (PS3.5 A.4) with pydicom's decoder for the transfer syntax."""
+    """Decode one frame from its fragments (PS3.5 A.4) with pydicom's decoder for the transfer syntax: Pillow for
+    JPEG baseline and JPEG 2000, pylibjpeg (where installed) for JPEG Lossless, JPEG-LS, HTJ2K and 12-bit JPEG."""
     from pydicom.encaps import encapsulate
     from pydicom.pixels import get_decoder
 
@@ -218,7 +220,8 @@ def _encapsulated(path: Path, layout: _Layout, frame: int, rows: int, columns: i
                 encapsulate([data]), rows=rows, columns=columns, samples_per_pixel=1, number_of_frames=1,
                 bits_allocated=layout.get("bits_allocated", 16), bits_stored=layout.get("bits_stored", 16),
                 pixel_representation=layout.get("pixel_representation", 0),
-                photometric_interpretation=str(layout.attrs.get("photometric", "MONOCHROME2")))
+                photometric_interpretation=str(layout.attrs.get("photometric", "MONOCHROME2")),
+                decoding_plugin=decoding_plugin(layout.syntax, layout.get("bits_stored", 16), strict=False))
     except Exception as exc:  # noqa: BLE001 - no decoder, or corrupt data
         raise Undecodable(f"cannot decode the frame: {type(exc).__name__}: {exc}") from None
     return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))

@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
 from hub.errors import HubError
+from hub.imaging.decode import ImageInfo, decoding_plugin
 
 NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
 # Compressed syntaxes pydicom decodes here without extra plugins: RLE (its own decoder) and 8-bit JPEG
@@ -30,8 +31,8 @@ def transcode_dataset(ds: Dataset, target: str) -> None:
     if target not in UNCOMPRESSED_TARGETS and target != RLELossless:
         raise ValueError(f"no encoder for {target}")
     if source not in UNCOMPRESSED_TARGETS:
-        if "PixelData" in ds:
-            ds.decompress()
+        if "PixelData" in ds:  # with the decoder the image routes use (Pillow for JPEG baseline, never pylibjpeg)
+            ds.decompress(decoding_plugin=decoding_plugin(source, ImageInfo.of(ds).bits_stored))
         ds.file_meta.TransferSyntaxUID = UID(ExplicitVRLittleEndian)
     if target == RLELossless:
         if "PixelData" not in ds:

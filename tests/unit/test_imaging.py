@@ -1,19 +1,35 @@
 """hub.imaging: Orthanc's pixel arithmetic on small known arrays, frame extraction from files written
-with pydicom (native, big endian, RLE, encapsulated with and without an offset table), encoders."""
+with pydicom (native, big endian, RLE, encapsulated with and without an offset table), the decoder each
+compressed syntax gets (pydicom's bundled files, compared with DCMTK's decoding: Orthanc's), encoders."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import subprocess
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
+from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.pixels import pixel_array
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless
+from pydicom.uid import (
+    JPEG2000,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+)
 
 from hub.dicomfile import read_header
 from hub.imaging import (
@@ -30,6 +46,7 @@ from hub.imaging import (
     preview,
     render,
 )
+from hub.imaging.decode import decoding_plugin
 from hub.imaging.frames import BadPixelData, frame_count, raw_frame
 from hub.imaging.process import frame_windowing, resize_nearest, smooth_gaussian_5x5
 
@@ -241,6 +258,76 @@ def test_frame_count_as_orthanc_reads_it():
     ds[0x00280008] = RawDataElement(Tag(0x00280008), "IS", 2, b"1A", 0, False, True)
     with pytest.raises(BadPixelData):
         frame_count(ds, ExplicitVRLittleEndian)
+
+
+# ---------------------------------------------------------------- decoders per transfer syntax
+TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"  # pydicom's bundled files: nothing downloads
+DCMDJPEG, DCMDJPLS = Path("/usr/bin/dcmdjpeg"), Path("/usr/bin/dcmdjpls")
+BASELINE = ["SC_rgb_jpeg_dcmtk.dcm", "SC_jpeg_no_color_transform.dcm", "SC_rgb_dcmtk_+eb+cr.dcm",
+            "SC_rgb_dcmtk_+eb+cy+np.dcm", "SC_rgb_jpeg_lossy_gdcm.dcm", "examples_ybr_color.dcm"]
+
+
+def decoded(name: str, index: int = 0) -> Frame:
+    path = TEST_FILES / name
+    return decode_frame(path, read_header(path).dataset, index)
+
+
+def test_decoding_plugin_keeps_the_decoders_of_before():
+    assert decoding_plugin(JPEGBaseline8Bit, 8) == decoding_plugin(JPEGExtended12Bit, 12) == "pillow"
+    with_libjpeg = importlib.util.find_spec("libjpeg") is not None  # optional (GPL-3.0)
+    assert decoding_plugin(JPEGExtended12Bit, 12, strict=False) == ("pylibjpeg" if with_libjpeg else "pillow")
+    assert decoding_plugin(JPEGExtended12Bit, 8, strict=False) == "pillow"
+    assert decoding_plugin(RLELossless, 16) == "pydicom"
+    for syntax in (JPEG2000Lossless, JPEG2000, JPEGLosslessSV1, JPEGLSLossless, ExplicitVRLittleEndian):
+        assert decoding_plugin(syntax, 16) == ""  # pydicom's order: Pillow first for JPEG 2000
+
+
+def test_jpeg_baseline_and_jpeg_2000_stay_with_pillow():
+    """The pixels the image routes were checked against Orthanc with: Pillow's, and pydicom's own choice is
+    Pillow again with the other plugins installed (pylibjpeg's libjpeg, where installed, decodes these
+    baseline files differently)."""
+    for name in BASELINE:
+        path, index = str(TEST_FILES / name), 0 if name == "examples_ybr_color.dcm" else None
+        pillow = pixel_array(path, index=index, decoding_plugin="pillow")
+        assert np.array_equal(decoded(name).pixels, pillow), name
+        assert np.array_equal(pixel_array(path, index=index), pillow), name
+    for name in ("MR_small_jp2klossless.dcm", "JPEG2000.dcm", "693_J2KI.dcm"):
+        assert np.array_equal(decoded(name).pixels, pixel_array(str(TEST_FILES / name), decoding_plugin="pillow"))
+    with pytest.raises(Undecodable):  # 12-bit: Pillow cannot, pylibjpeg would differ from Orthanc's DCMTK by 1
+        decoded("JPGExtended.dcm")
+
+
+@pytest.mark.parametrize(("name", "fmt", "tool"), [
+    ("SC_rgb_jpeg_gdcm.dcm", "RGB24", DCMDJPEG),  # JPEG Lossless SV1 (PS3.5 A.4.1)
+    ("MR_small_jpeg_ls_lossless.dcm", "SignedGrayscale16", DCMDJPLS),  # JPEG-LS (A.4.3)
+    ("JPEGLSNearLossless_08.dcm", "Grayscale8", DCMDJPLS),
+    ("JPEGLSNearLossless_16.dcm", "Grayscale16", DCMDJPLS),
+    ("SC_rgb_jls_lossy_line.dcm", "RGB24", DCMDJPLS),
+    ("SC_rgb_jls_lossy_sample.dcm", "RGB24", DCMDJPLS)])
+def test_lossless_and_jpeg_ls_decode_as_orthanc(tmp_path, name, fmt, tool):
+    """Syntaxes without a decoder before pylibjpeg: the same values as DCMTK's decoders (Orthanc's) give."""
+    frame = decoded(name)
+    assert frame.format == fmt
+    if name == "MR_small_jpeg_ls_lossless.dcm":
+        assert np.array_equal(frame.pixels, dcmread(TEST_FILES / "MR_small.dcm").pixel_array)
+    if not tool.exists():
+        pytest.skip(f"DCMTK {tool.name} not installed")
+    subprocess.run([str(tool), str(TEST_FILES / name), str(tmp_path / "out.dcm")], check=True, capture_output=True)
+    assert np.array_equal(frame.pixels, dcmread(tmp_path / "out.dcm").pixel_array)
+
+
+def test_transcode_decodes_as_before_and_the_new_syntaxes():
+    from hub.services.transcode import transcode_dataset
+
+    ds = dcmread(TEST_FILES / "SC_jpeg_no_color_transform.dcm")
+    transcode_dataset(ds, ExplicitVRLittleEndian)
+    expected = pixel_array(str(TEST_FILES / "SC_jpeg_no_color_transform.dcm"), decoding_plugin="pillow")
+    assert ds.PixelData == expected.tobytes()
+    ds = dcmread(TEST_FILES / "MR_small_jpeg_ls_lossless.dcm")
+    transcode_dataset(ds, ExplicitVRLittleEndian)
+    assert ds.PixelData == dcmread(TEST_FILES / "MR_small.dcm").PixelData
+    with pytest.raises(RuntimeError):
+        transcode_dataset(dcmread(TEST_FILES / "JPGExtended.dcm"), ExplicitVRLittleEndian)
 
 
 # ---------------------------------------------------------------- encoders
