@@ -64,13 +64,20 @@ def extract(frame: Frame, mode: Mode) -> np.ndarray:
 
 
 def render(frame: Frame, windowing: Windowing, *, invert: bool, width: int = 0, height: int = 0,
-           smooth: bool = False) -> np.ndarray:
+           smooth: bool = False, voi: Literal["orthanc", "dicom"] = "orthanc") -> np.ndarray:
     """``/rendered`` (RenderedFrameHandler): 8-bit grayscale or RGB24, resized to fit ``width`` x
-    ``height`` (either may be 0) keeping the aspect ratio."""
+    ``height`` (either may be 0) keeping the aspect ratio. ``voi="dicom"`` windows modality values with the
+    render service's engine (the LINEAR function of PS3.3 C.11.2.1.2.1, rounded), as DICOMweb asks; the
+    default keeps Orthanc 1.10's arithmetic for its own routes."""
     rows, columns = frame.pixels.shape[:2]
     target_w, target_h = _target_size(columns, rows, width, height)
     if frame.is_color:
         image = preview(frame, invert=False)
+    elif voi == "dicom":
+        from hub.render import window  # the render service's window/level
+
+        values = frame.pixels.astype(np.float32) * np.float32(windowing.slope) + np.float32(windowing.intercept)
+        image = window.apply(values, windowing.center, max(windowing.width, 1.0))
     else:
         ww = windowing.width if windowing.width > 1.0 else 1.0
         slope = windowing.slope if abs(windowing.slope) > 0.0001 else 0.0001

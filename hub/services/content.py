@@ -62,6 +62,7 @@ class RenderOptions:
     width: int = 0
     height: int = 0
     smooth: bool = False
+    voi: str = "orthanc"  # "dicom": PS3.3 C.11.2.1.2.1 through the render service's window (DICOMweb)
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,7 @@ class ContentService:
         width = options.window_width if options.window_width is not None else window.width
         window = imaging.Windowing(center, width, window.slope, window.intercept)
         return imaging.render(frame, window, invert=invert, width=options.width, height=options.height,
-                              smooth=options.smooth)
+                              smooth=options.smooth, voi="dicom" if options.voi == "dicom" else "orthanc")
 
     # ------------------------------------------------------------------ content, pdf
     def content(self, instance_id: str, parts: list[str]) -> ContentAnswer:

@@ -236,6 +236,12 @@ def test_rendered_thumbnail_and_wado_uri_images(client: DICOMwebClient, api: Htt
     narrow = np.asarray(image(f"{base}/frames/1/rendered?window=40,80", Accept="image/png"))
     wide = np.asarray(image(f"{base}/frames/1/rendered?window=40,4000", Accept="image/png"))
     assert narrow.std() > wide.std()  # a narrow window spreads the soft tissue over more grey levels
+    # the render service's window (PS3.3 C.11.2.1.2.1) on the modality values, pixel for pixel
+    from hub.render import window
+
+    hu = ct.pixel_array.astype(np.float32) * float(ct.RescaleSlope) + float(ct.RescaleIntercept)
+    exact = np.asarray(image(f"{base}/frames/1/rendered?window=40,400", Accept="image/png"))
+    assert np.array_equal(exact, window.apply(hu, 40, 400))
     assert image(f"/dicom-web/studies/{ct.StudyInstanceUID}/thumbnail").size[0] <= 128
     assert image(f"/dicom-web/studies/{ct.StudyInstanceUID}/series/{ct.SeriesInstanceUID}/thumbnail").format == "JPEG"
     uids = f"studyUID={ct.StudyInstanceUID}&seriesUID={ct.SeriesInstanceUID}&objectUID={ct.SOPInstanceUID}"

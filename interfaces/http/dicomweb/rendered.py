@@ -67,7 +67,8 @@ def _options(args: MultiDict[str, str], default_size: int = 0) -> tuple[RenderOp
             raise HubError("bad_request", "'quality' is an integer from 1 to 100") from None
         if not 1 <= quality <= 100:
             raise HubError("bad_request", "'quality' is an integer from 1 to 100")
-    return RenderOptions(window_center=center, window_width=width, width=vw, height=vh, smooth=bool(vw)), quality
+    return RenderOptions(window_center=center, window_width=width, width=vw, height=vh, smooth=bool(vw),
+                         voi="dicom"), quality
 
 
 def _render(inst: WadoInstance, frame: int, mtype: str, args: MultiDict[str, str], default_size: int = 0) -> bytes:
