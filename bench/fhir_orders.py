@@ -7,21 +7,36 @@ its item is visible. Measured: sequential creates, creates from ``--threads`` th
 creates (``If-None-Exist``) of already known requests (the idempotent resend path). Target >= 200/s.
 Prints a markdown table.
 
-Usage: ``.venv/bin/python bench/fhir_orders.py [--orders 2000] [--threads 4] [--skip-pg]``
+``--http``: the same over HTTP against the real server (``rishub serve``, waitress) on SQLite and a throw-away
+PostgreSQL database: after a warm-up, ``POST /fhir/ServiceRequest`` from 1 client and from ``--threads``
+concurrent clients (one keep-alive ``requests.Session`` each), plain and with ``If-None-Exist`` (new and
+already known requests); every answer must be 201 (200 for a known one) with ``Location`` (201) and the
+ServiceRequest. Afterwards every created order must have its SCHEDULED step (= MWL item) in the index.
+Timing starts once the server is idle after its start-up; besides rate and latency the table gives the server
+process's CPU time per request (user + system, /proc), which depends little on what else the machine runs.
+
+Usage: ``.venv/bin/python bench/fhir_orders.py [--http] [--orders N] [--threads 4] [--skip-pg] [--skip-sqlite]
+[--hub-env RISHUB_HTTP_OPEN=true]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import harness as h
+import requests
+from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -76,6 +91,20 @@ def timed(fn: Any, items: range, threads: int) -> tuple[float, list[float]]:  # 
     return time.perf_counter() - t0, lat
 
 
+def row(backend: str, label: str, n: int, total: float, lat: list[float], cpu: float | None = None) -> str:
+    rate = n / total
+    ms = [1000 * x for x in lat]
+    extra = f" {1000 * cpu / n:.2f} |" if cpu is not None else ""
+    return (f"| {backend} | {label} | {n} | {rate:.0f} | {'yes' if rate >= TARGET else '**no**'} "
+            f"| {p(ms, 0.5):.1f} | {p(ms, 0.95):.1f} |{extra}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc): the server's cost, whatever else runs."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(backend: str, url: str | None, args: argparse.Namespace) -> list[str]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="rishub-fhir-") as tmp:
@@ -96,31 +125,145 @@ def run(backend: str, url: str | None, args: argparse.Namespace) -> list[str]:
             for label, fn, items, threads in cases:
                 h.log(f"{backend}: {label} ({len(items)})")
                 total, lat = timed(fn, items, threads)
-                rate = len(items) / total
-                ms = [1000 * x for x in lat]
-                rows.append(f"| {backend} | {label} | {len(items)} | {rate:.0f} | {'yes' if rate >= TARGET else 'no'} "
-                            f"| {p(ms, 0.5):.1f} | {p(ms, 0.95):.1f} |")
+                rows.append(row(backend, label, len(items), total, lat))
         finally:
             hub.close()
     return rows
 
 
+# --------------------------------------------------------------------------- over HTTP
+
+
+class Poster:
+    """``POST /fhir/ServiceRequest`` over one keep-alive ``requests.Session`` per client thread."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/fhir/ServiceRequest"
+        self.auth = ("admin", h.ADMIN_PASSWORD)
+        self.sessions: dict[int, requests.Session] = {}
+
+    def session(self) -> requests.Session:
+        key = threading.get_ident()
+        if key not in self.sessions:
+            s = requests.Session()
+            s.auth = self.auth
+            s.headers.update({"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"})
+            self.sessions[key] = s
+        return self.sessions[key]
+
+    def create(self, n: int, conditional: bool = False, known: bool = False) -> float:
+        headers = {"If-None-Exist": f"identifier={ACC}|B{n:08d}"} if conditional else {}
+        body = json.dumps(request(n))
+        t0 = time.perf_counter()
+        resp = self.session().post(self.url, data=body, headers=headers, timeout=60)
+        dt = time.perf_counter() - t0
+        want = 200 if known else 201
+        if resp.status_code != want:
+            raise AssertionError(f"order {n}: HTTP {resp.status_code} (want {want}): {resp.text[:300]}")
+        got = resp.json()
+        accession = next(i["value"] for i in got["identifier"] if i.get("system") == ACC)
+        if got["resourceType"] != "ServiceRequest" or accession != f"B{n:08d}" or got["status"] != "active" \
+                or not (known or resp.headers.get("Location", "").endswith(f"/ServiceRequest/{got['id']}/_history/1")) \
+                or resp.headers.get("ETag") != 'W/"1"':
+            raise AssertionError(f"order {n}: unexpected answer {resp.status_code} {resp.headers} {got}")
+        return dt
+
+    def close(self) -> None:
+        for s in self.sessions.values():
+            s.close()
+
+
+def settle(pid: int, timeout: float = 180) -> None:
+    """Wait until the server is idle (< 5 % of a core for a second): start-up work in its background threads
+    (e.g. compiling the render kernels) is not part of the timings."""
+    deadline = time.monotonic() + timeout
+    last = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = cpu_seconds(pid)
+        if now - last < 0.05:
+            return
+        last = now
+    h.log(f"server {pid} still busy after {timeout:.0f} s; timing anyway")
+
+
+def worklist_count(db_url: str) -> tuple[int, int]:
+    """(orders, SCHEDULED steps of those orders) in the hub's index: each step is one MWL item."""
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            orders = conn.execute(text("SELECT count(*) FROM orders WHERE accession_number LIKE 'B%'")).scalar_one()
+            steps = conn.execute(text(
+                "SELECT count(*) FROM scheduled_steps s JOIN orders o ON o.pk = s.order_pk "
+                "WHERE s.status = 'SCHEDULED' AND o.accession_number LIKE 'B%'")).scalar_one()
+        return int(orders), int(steps)
+    finally:
+        engine.dispose()
+
+
+def run_http(backend: str, url: str | None, args: argparse.Namespace) -> list[str]:
+    """``rishub serve`` on a fresh index; warm-up, then the timed cases; then the worklist check."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rishub-fhir-http-") as tmp:
+        work = Path(tmp)
+        with h.hub_config(work, url) as (cfg, port, _), h.rishub_server(cfg, port, work) as proc:
+            h.log(f"{backend}: server pid {proc.pid}")
+            settle(proc.pid)
+            poster = Poster(port)
+            warm = range(10_000_000, 10_000_000 + args.warmup)
+            h.log(f"{backend}: warm-up ({len(warm)})")
+            timed(poster.create, warm, args.threads)
+            n = args.orders
+            cond: Callable[[int], float] = lambda i: poster.create(i, conditional=True)  # noqa: E731
+            known: Callable[[int], float] = lambda i: poster.create(i, conditional=True, known=True)  # noqa: E731
+            cases: list[tuple[str, Callable[[int], float], range, int]] = [
+                ("create, 1 client", poster.create, range(0, n), 1),
+                (f"create, {args.threads} clients", poster.create, range(n, 2 * n), args.threads),
+                ("conditional create (new), 1 client", cond, range(2 * n, 3 * n), 1),
+                (f"conditional create (new), {args.threads} clients", cond, range(3 * n, 4 * n), args.threads),
+                (f"conditional create (known), {args.threads} clients", known, range(0, n), args.threads),
+            ]
+            for label, fn, items, threads in cases:
+                h.log(f"{backend}: {label} ({len(items)})")
+                cpu0 = cpu_seconds(proc.pid)
+                total, lat = timed(fn, items, threads)
+                rows.append(row(backend, label, len(items), total, lat, cpu_seconds(proc.pid) - cpu0))
+                h.log(rows[-1])
+            poster.close()
+            orders, steps = worklist_count(h.index_url(work, url))
+            expected = 4 * n + len(warm)
+            if orders != expected or steps != expected:
+                raise AssertionError(f"{backend}: {orders} orders, {steps} worklist items; expected {expected}")
+            h.log(f"{backend}: {steps} orders, each with its SCHEDULED worklist item")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--orders", type=int, default=2000)
+    ap.add_argument("--http", action="store_true", help="over HTTP against `rishub serve`")
+    ap.add_argument("--orders", type=int, default=None, help="requests per case (service 2000, HTTP 1000)")
+    ap.add_argument("--warmup", type=int, default=100, help="HTTP: untimed creates first (100)")
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--skip-pg", action="store_true")
+    ap.add_argument("--skip-sqlite", action="store_true")
     ap.add_argument("--pg-url", default=h.DEFAULT_PG_URL)
+    ap.add_argument("--hub-env", action="append", default=[], metavar="RISHUB_KEY=VALUE",
+                    help="HTTP: change a server setting for a diagnostic run, e.g. RISHUB_HTTP_OPEN=true")
     args = ap.parse_args()
-    rows = run("SQLite", None, args)
+    h.apply_hub_env(ap, args.hub_env)
+    args.orders = args.orders or (1000 if args.http else 2000)
+    runner = run_http if args.http else run
+    rows = [] if args.skip_sqlite else runner("SQLite", None, args)
     skipped: list[str] = []
     pg, _ = h.open_postgres(args.pg_url, args.skip_pg, skipped)
     if pg is not None:
         with pg.database() as url:
-            rows += run("PostgreSQL", url, args)
-    print(f"\nFHIR ServiceRequest create -> worklist item visible (service level), target >= {TARGET:.0f}/s\n")
-    print("| backend | case | requests | rate (/s) | >= 200/s | latency p50 (ms) | latency p95 (ms) |")
-    print("|---|---|---|---|---|---|---|")
+            rows += runner("PostgreSQL", url, args)
+    where = "over HTTP (rishub serve, Basic auth, keep-alive)" if args.http else "service level"
+    print(f"\nFHIR ServiceRequest create -> worklist item visible ({where}), target >= {TARGET:.0f}/s\n")
+    cpu_col = (" server CPU per request (ms) |", "---|") if args.http else ("", "")
+    print(f"| backend | case | requests | rate (/s) | >= 200/s | latency p50 (ms) | latency p95 (ms) |{cpu_col[0]}")
+    print(f"|---|---|---|---|---|---|---|{cpu_col[1]}")
     print("\n".join(rows))
     for s in skipped:
         print(f"skipped: {s}")

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, tzinfo
 from typing import Any
 
+from pydicom.uid import UID
+
 from hub.domain.ids import orthanc_id
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -43,6 +45,13 @@ BODY_PART = {"CHEST": ("51185008", "Thorax"), "HEAD": ("69536005", "Head"), "ABD
              "ANKLE": ("344001", "Ankle"), "HIP": ("29836001", "Hip"), "ELBOW": ("127949000", "Elbow"),
              "WRIST": ("74670003", "Wrist"), "EXTREMITY": ("66019005", "Extremity"),
              "CHESTABDOMEN": ("416550000", "Chest and abdomen"), "ABDOMENPELVIS": ("818981001", "Abdomen and pelvis")}
+# Laterality (0020,0060) / Image Laterality (0020,0062) -> SNOMED CT (CID 244, mapping-reference 3.1); U: none.
+LATERALITY = {"L": ("7771000", "Left"), "R": ("24028007", "Right"), "B": ("51440002", "Right and left")}
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+# DICOM keyword -> tag, for instance values read from the stored DICOM JSON (PS3.18 F.2)
+_TAGS = {"Laterality": "00200060", "ImageLaterality": "00200062", "ContentLabel": "00700080",
+         "DocumentTitle": "00420010", "ImageType": "00080008", "OperatorsName": "00081070",
+         "PerformingPhysicianName": "00081050"}
 
 Row = Mapping[str, Any]
 Json = dict[str, Any]
@@ -259,17 +268,88 @@ def _series_json(series: Row, instances: list[Row], endpoint_ref: str, tz: tzinf
     body = BODY_PART.get((series.get("body_part_examined") or "").upper().replace(" ", ""))
     if body:
         out["bodySite"] = {"system": SNOMED, "code": body[0], "display": body[1]}
+    inst_tags = [_instance_tags(i) for i in instances]
+    laterality = _laterality(tags, inst_tags)
+    if laterality:
+        out["laterality"] = laterality
     started = dicom_datetime(series.get("series_date") or tags.get("SeriesDate"), series.get("series_time"), tz)
     if started:
         out["started"] = started
+    performers = _performers(tags, inst_tags)
+    if performers:
+        out["performer"] = performers
     out["instance"] = []
-    for inst in instances:
+    for inst, itags in zip(instances, inst_tags, strict=True):
         item: Json = {"uid": inst["sop_instance_uid"],
                       "sopClass": {"system": RFC3986, "code": f"urn:oid:{inst['sop_class_uid']}"}}
         if inst.get("instance_number") is not None:
             item["number"] = int(inst["instance_number"])
+        title = _title(itags, str(inst["sop_class_uid"]))
+        if title:
+            item["title"] = title
         out["instance"].append(item)
     return out
+
+
+def _instance_tags(inst: Row) -> dict[str, list[str]]:
+    """The instance's values used below, by keyword: from its stored DICOM JSON (``metadata_json``) and/or its
+    main tags (``main_tags``, Orthanc style: multiple values joined by ``\\``), when the row carries them.
+    ``ConceptName`` is the Code Meaning of the Concept Name Code Sequence (0040,A043)."""
+    out: dict[str, list[str]] = {}
+    main = inst.get("main_tags")
+    main = json.loads(main) if isinstance(main, str | bytes) else dict(main or {})
+    for keyword, value in main.items():
+        if isinstance(value, str) and value:
+            out[keyword] = value.split("\\")
+    meta = inst.get("metadata_json")
+    meta = json.loads(meta) if isinstance(meta, str | bytes) else dict(meta or {})
+    for keyword, tag in _TAGS.items():
+        values = [str(v.get("Alphabetic", "") if isinstance(v, dict) else v)
+                  for v in (meta.get(tag) or {}).get("Value") or []]
+        if any(values):
+            out[keyword] = values
+    concept = _items(meta, "0040A043")
+    if concept and _first(concept[0], "00080104"):
+        out["ConceptName"] = [_first(concept[0], "00080104")]
+    return out
+
+
+def _laterality(series_tags: Row, inst_tags: list[dict[str, list[str]]]) -> Json | None:
+    """series.laterality: Laterality (0020,0060) of the series, else the Image Laterality (0020,0062) its
+    instances agree on (an instance without one does not disagree)."""
+    code = str(series_tags.get("Laterality") or "").strip().upper()
+    if not code:
+        found = {(t.get("Laterality") or t.get("ImageLaterality") or [""])[0].strip().upper() for t in inst_tags} - {""}
+        code = found.pop() if len(found) == 1 else ""
+    known = LATERALITY.get(code)
+    return {"system": SNOMED, "code": known[0], "display": known[1]} if known else None
+
+
+def _performers(series_tags: Row, inst_tags: list[dict[str, list[str]]]) -> list[Json]:
+    """series.performer: Performing Physician's Name (0008,1050) and Operators' Name (0008,1070) of the series
+    (or of its instances) as display-only Practitioner references, function v3-ParticipationType PRF."""
+    names: list[str] = []
+    for keyword in ("PerformingPhysicianName", "OperatorsName"):
+        value = series_tags.get(keyword)
+        values = value.split("\\") if isinstance(value, str) and value else \
+            [v for t in inst_tags for v in t.get(keyword, [])]
+        for pn in values:
+            name = human_name(pn)
+            if name and name["text"] not in names:
+                names.append(name["text"])
+    function = {"coding": [{"system": PARTICIPATION, "code": "PRF", "display": "performer"}]}
+    return [{"function": function, "actor": {"type": "Practitioner", "display": n}} for n in names]
+
+
+def _title(tags: dict[str, list[str]], sop_class_uid: str) -> str | None:
+    """instance.title: Content Label (0070,0080), Concept Name (0040,A043) meaning, Document Title (0042,0010),
+    Image Type (0008,0008), else the name of the SOP Class (PS3.6 Annex A) when the UID is a known one."""
+    for keyword in ("ContentLabel", "ConceptName", "DocumentTitle", "ImageType"):
+        values = [v.strip() for v in tags.get(keyword, []) if v.strip()]
+        if values:
+            return "\\".join(values)
+    name = UID(sop_class_uid).name
+    return name if name != sop_class_uid else None
 
 
 def archive_study_to_imaging_study(study: Row, patient_ref: str, series: list[Row],

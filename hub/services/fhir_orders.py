@@ -7,6 +7,10 @@ counter, bumped on every change. Status changes on update: ``revoked`` cancels t
 started one is discontinued), ``completed`` completes them, ``on-hold`` takes the waiting items off the
 worklist, ``active`` puts them back; a completed or revoked order cannot be reopened, and a completed one
 cannot be revoked (422).
+
+A create is one transaction of few statements: the ``If-None-Exist`` lookup, the INSERT of the order (which
+also returns the archive patient of its Patient ID, for the subject reference) and the INSERT of its step;
+the answer is built from the rows as written, not read back, and sent after the commit.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from hub.domain.ids import orthanc_id
 from hub.domain.orders import OrderAction, OrderCommand, StepStatus
 from hub.errors import HubError
 from hub.store.db import Database
 from hub.store.fhir_orders import MAX_CANDIDATES, FhirOrderStore
 from hub.store.orders import OrderRepository, OrderUnit
+from mappings.dicom_to_fhir import patient_resource_id
 from mappings.fhir_to_order import (
     FhirOrderPolicy,
     imaging_study_to_order,
@@ -44,8 +48,14 @@ def hub_error(err: FhirInputError) -> HubError:
 
 
 def default_patient_ref(order: Row) -> str:
-    """``Patient/<Orthanc patient id>`` (SHA-1 of PatientID, the archive's patient ids)."""
-    return f"Patient/{orthanc_id(str(order['patient_id']))}"
+    """``Patient/<id>`` as the FHIR read side names the patient of an order (``FhirService.patient_id_for``):
+    the archive's patient of that Patient ID when the row says it has one (``archive_patient``), else the
+    order-only id (SHA-1 of ``PatientID|issuer``)."""
+    archived = order.get("archive_patient")
+    if archived:
+        return f"Patient/{archived}"
+    pid, issuer = str(order["patient_id"]), str(order["issuer_of_patient_id"])
+    return f"Patient/{patient_resource_id(pid, issuer, archived=False)}"
 
 
 class FhirOrderService:
@@ -56,12 +66,15 @@ class FhirOrderService:
                  patient_lookup: Callable[[str], dict[str, Any] | None] | None = None) -> None:
         self.store = FhirOrderStore(db, orders)
         self.policy = policy or FhirOrderPolicy()
-        self.patient_ref = patient_ref
+        self.patient_ref = patient_ref  # for rows without the store's ``archive_patient`` column
         self.patient_lookup = patient_lookup  # "Patient/<id>" -> Patient resource (the HTTP layer's resolver)
 
     # ------------------------------------------------------------------ representation
     def render(self, order: Row, steps: list[Row]) -> dict[str, Any]:
-        return order_to_service_request(order, list(steps), self.patient_ref(order), self.policy.issuers)
+        """The ServiceRequest of an order row and its steps; the store's rows carry ``archive_patient``, which
+        names the subject without a query (the rule of ``default_patient_ref``)."""
+        ref = default_patient_ref(order) if "archive_patient" in order else self.patient_ref(order)
+        return order_to_service_request(order, list(steps), ref, self.policy.issuers)
 
     def _patient(self, resource: dict[str, Any]) -> dict[str, Any] | None:
         ref = str((resource.get("subject") or {}).get("reference") or "")
@@ -102,44 +115,55 @@ class FhirOrderService:
                 retry: bool = True) -> tuple[dict[str, Any], bool]:
         if cmd.action is not OrderAction.CREATE and cmd.order_status != "HD":
             raise HubError("business_rule", "a new order must be active or on-hold", attribute="ServiceRequest.status")
-        if if_none_exist:
-            found = self._conditional(if_none_exist)
-            if found is not None:
-                return found, False
+        token = self._condition(if_none_exist) if if_none_exist else None
 
         class Existing(Exception):  # rolls the transaction back; the order is read afterwards
             def __init__(self, pk: int) -> None:
                 self.pk = pk
 
-        def work(unit: OrderUnit) -> tuple[dict[str, Any], bool]:
+        def work(unit: OrderUnit) -> tuple[dict[str, Any], list[dict[str, Any]] | None, bool]:
+            """(a ServiceRequest, None, False) for an If-None-Exist match, else (order row, its steps, created)."""
+            if token is not None:  # in the same transaction: no round trips of a transaction of its own
+                found = self._conditional(token, unit)
+                if found is not None:
+                    return found, None, False
             # One statement fewer than checking first: apply, and undo when the study had an order.
             pk = unit.apply_order(cmd, SENDER)
-            if not unit.created and not upsert:
-                if if_none_exist:  # created meanwhile by the same request (derived Study UID)
+            if unit.inserted is not None:  # new: the answer is what was written (committed before it is sent)
+                order, steps = unit.inserted
+                return order, sorted(steps, key=lambda s: str(s["sps_id"])), True
+            if not upsert:
+                if token is not None:  # created meanwhile by the same request (derived Study UID)
                     raise Existing(pk)
                 raise HubError("conflict", "an order for this study exists: use If-None-Exist or update",
                                attribute="ServiceRequest.identifier")
             loaded = self.store.load(unit.conn, pk=pk)
             assert loaded is not None
-            return self.render(*loaded), unit.created
+            return loaded[0], loaded[1], unit.created
 
         try:
-            result = self.store.write(work)
+            row, steps, created = self.store.write(work)
         except Existing as found:
             return self.read(str(found.pk)), False
         except HubError as exc:
             if exc.code == "conflict" and retry and (if_none_exist or upsert):
                 return self._create(cmd, if_none_exist, upsert=upsert, retry=False)
             raise
-        log.info("FHIR order %s (id %s)", "created" if result[1] else "found", result[0]["id"])
-        return result
+        resource = row if steps is None else self.render(row, steps)  # rendered after the commit (lock released)
+        log.info("FHIR order %s (id %s)", "created" if created else "found", resource["id"])
+        return resource, created
 
-    def _conditional(self, query: str) -> dict[str, Any] | None:
+    @staticmethod
+    def _condition(query: str) -> str:
+        """``If-None-Exist: identifier=[system|]value`` -> the token (400 for anything else)."""
         name, sep, token = query.lstrip("?").partition("=")
         if name != "identifier" or not sep or "&" in token or not token:
             raise HubError("invalid_query_value", "If-None-Exist supports identifier=[system|]value only",
                            attribute="If-None-Exist")
-        matches = self._by_identifier(token)
+        return token
+
+    def _conditional(self, token: str, unit: OrderUnit) -> dict[str, Any] | None:
+        matches = self._by_identifier(token, conn=unit.conn)
         if len(matches) > 1:
             raise HubError("precondition_failed", "If-None-Exist matches several orders", attribute="If-None-Exist")
         return matches[0] if matches else None

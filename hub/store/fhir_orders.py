@@ -3,6 +3,10 @@
 ServiceRequest.status is derived from the steps (mapping-reference §2.4, see
 ``mappings.order_to_fhir.service_request_status``); :func:`status_condition` is the same rule in SQL so a
 ``status`` search pages in the database. ``authored`` matches ``orders.created_at`` (UTC).
+
+Every order row comes with ``archive_patient``: the public id of the archive's patient of that Patient ID
+(None when the archive has none), looked up in the same statement, so that the subject reference of the
+ServiceRequest costs no query of its own; a create returns it from its INSERT.
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, Connection, Label, Select, and_, bindparam, exists, func, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from hub.domain.orders import FINAL_STEP_STATES, StepStatus
 from hub.errors import HubError
 from hub.store.db import Database
+from hub.store.models import P
 from hub.store.order_models import ORDERS, STEPS
 from hub.store.orders import OrderRepository, OrderUnit
 
@@ -26,6 +31,20 @@ _FINAL = [s.value for s in FINAL_STEP_STATES]
 IDENTIFIER_COLUMNS = (ORDERS.c.accession_number, ORDERS.c.placer_order, ORDERS.c.filler_order,
                       ORDERS.c.requested_procedure_id, ORDERS.c.study_uid)
 MAX_CANDIDATES = 1000
+
+
+def archive_patient(patient_id: ColumnElement[str]) -> Label[str]:
+    """The archive's patient of this Patient ID (the first public id, as ``FhirService.patient_id_for``)."""
+    return select(P.c.public_id).where(P.c.patient_id == patient_id).order_by(P.c.public_id).limit(1) \
+        .scalar_subquery().label("archive_patient")
+
+
+def _orders() -> Select[Any]:
+    return select(ORDERS, archive_patient(ORDERS.c.patient_id))
+
+
+# What the INSERT of a new order also returns (its ``patient_id`` value as a bind parameter).
+_RETURNING = (archive_patient(bindparam("patient_id", type_=ORDERS.c.patient_id.type)),)
 
 
 def status_condition(status: str) -> ColumnElement[bool]:
@@ -66,6 +85,7 @@ class FhirOrderStore:
         """Run ``work`` in one order transaction; a unique-key race (two creates of one study) -> "conflict"."""
         try:
             with self.orders.unit() as unit:
+                unit.returning = _RETURNING
                 return work(unit)
         except IntegrityError:
             raise HubError("conflict", "an order for this study was created concurrently") from None
@@ -80,7 +100,7 @@ class FhirOrderStore:
     def load(conn: Connection, *, pk: int | None = None, study_uid: str | None = None,
              lock: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         """The order (by pk or Study UID) and its steps by SPS ID; ``lock`` takes the row lock."""
-        stmt = select(ORDERS).where(ORDERS.c.pk == pk if pk is not None else ORDERS.c.study_uid == study_uid)
+        stmt = _orders().where(ORDERS.c.pk == pk if pk is not None else ORDERS.c.study_uid == study_uid)
         row = conn.execute(stmt.with_for_update() if lock else stmt).first()
         if row is None:
             return None
@@ -121,10 +141,14 @@ class FhirOrderStore:
 
     def _search(self, conn: Connection, cond: list[ColumnElement[bool]], count: int | None,
                 offset: int) -> tuple[list[tuple[dict[str, Any], list[dict[str, Any]]]], int]:
+        """A page that is not full tells the total itself (a count query only when it may be larger)."""
         where = and_(*cond) if cond else ORDERS.c.pk.is_not(None)
-        total = int(conn.execute(select(func.count()).select_from(ORDERS).where(where)).scalar_one())
-        stmt = select(ORDERS).where(where).order_by(ORDERS.c.pk).offset(offset)
+        stmt = _orders().where(where).order_by(ORDERS.c.pk).offset(offset)
         rows = [dict(r._mapping) for r in conn.execute(stmt.limit(count) if count is not None else stmt)]
+        if (count is None or len(rows) < count) and (rows or not offset):
+            total = offset + len(rows)
+        else:
+            total = int(conn.execute(select(func.count()).select_from(ORDERS).where(where)).scalar_one())
         steps = self._steps_of(conn, [r["pk"] for r in rows])
         return [(r, steps[r["pk"]]) for r in rows], total
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, insert, literal, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -65,6 +65,34 @@ def _first(attrs: DicomJson, tag: str) -> str:
     return str(value[0])
 
 
+_INSERT_STEPS = insert(STEPS)
+_NEW_ORDER: dict[tuple[str, tuple[str, ...], tuple[Any, ...], tuple[str, ...]], Any] = {}
+
+
+def _new_order_statement(dialect: str, names: tuple[str, ...], returning: tuple[Any, ...],
+                         step: tuple[str, ...] = ()) -> Any:  # noqa: ANN401 - an INSERT or a SELECT
+    """INSERT INTO orders (names) SELECT :names WHERE NOT EXISTS (a merge of :merged_pid/:merged_issuer)
+    ON CONFLICT (study_uid) DO NOTHING RETURNING pk, version, *returning; with ``step`` (PostgreSQL) also its
+    one step, from ``:step_<column>``, in the same statement (a data-modifying CTE). Built once per shape,
+    executed with the row's values: no statement construction per order."""
+    key = (dialect, names, returning, step)
+    stmt = _NEW_ORDER.get(key)
+    if stmt is None:
+        merged = exists(select(MERGES.c.pk).where(MERGES.c.prior_patient_id == bindparam("merged_pid"),
+                                                  MERGES.c.prior_issuer == bindparam("merged_issuer")))
+        source = select(*(bindparam(n, type_=ORDERS.c[n].type) for n in names)).where(~merged)
+        dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = dialect_insert(ORDERS).from_select(list(names), source) \
+            .on_conflict_do_nothing(index_elements=["study_uid"]).returning(ORDERS.c.pk, ORDERS.c.version, *returning)
+        if step:
+            new = stmt.cte("new_order")
+            values = select(new.c.pk, *(bindparam(f"step_{n}", type_=STEPS.c[n].type) for n in step))
+            steps = insert(STEPS).from_select(["order_pk", *step], values).cte("new_step")
+            stmt = select(new.c.pk, new.c.version, *(new.c[r.name] for r in returning)).add_cte(steps)
+        _NEW_ORDER[key] = stmt
+    return stmt
+
+
 def merged_patient_error() -> HubError:
     """AE 204 for an order naming a Patient ID that ADT^A40 merged away."""
     return HubError("unknown_resource", "the patient ID was merged into another (ADT^A40)", attribute="PID^1^3")
@@ -81,6 +109,13 @@ class OrderUnit:
         self.conn = conn
         self.now = utcnow()
         self.created = False  # whether the last apply_order created its order (False: it existed)
+        # The rows the last apply_order inserted when it created the order: (order, its steps), as written
+        # (the order with its pk, version and the ``returning`` extras), so nobody needs to read them back.
+        self.inserted: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
+        # Labelled SQL expressions that the INSERT of a new order also returns; they may use the new row's
+        # values as bind parameters named after its columns (e.g. ``bindparam("patient_id")``). Keep the
+        # same tuple for every unit: the statement is built once per tuple (and dialect).
+        self.returning: tuple[Any, ...] = ()
 
     # ------------------------------------------------------------------ HL7 message log
     def answered(self, sender: str, control_id: str) -> bytes | None:
@@ -115,13 +150,13 @@ class OrderUnit:
         Raises :class:`HubError` (AE) for an unknown order to cancel or update, a patient mismatch or a
         merged (retired) patient ID."""
         self.created = False
+        self.inserted = None
         upsert = cmd.action in (OrderAction.CREATE, OrderAction.UPDATE)
         if upsert:  # the common case first: a new order, inserted without looking it up
-            new_pk = self._insert_new(cmd, sender)
-            if new_pk is not None:
+            self.inserted = self._insert_new(cmd, sender)
+            if self.inserted is not None:
                 self.created = True
-                self._replace_steps(new_pk, cmd.study_uid, cmd.steps, new_order=True)
-                return new_pk
+                return int(self.inserted[0]["pk"])
         row = self.conn.execute(select(ORDERS).where(ORDERS.c.study_uid == cmd.study_uid).with_for_update()).first()
         if row is None:  # an insert that did not happen without an existing order: the patient was merged
             if upsert:
@@ -174,17 +209,33 @@ class OrderUnit:
             specific_character_set=cmd.specific_character_set[:64], patient_attrs=dumps(patient_attrs),
             attrs=dumps(attrs), sender=sender[:200], reason=cmd.reason[:256], updated_at=self.now)
 
-    def _insert_new(self, cmd: OrderCommand, sender: str) -> int | None:
-        """INSERT ... SELECT ... WHERE the patient ID was not merged away ON CONFLICT (study_uid) DO
-        NOTHING: the new order's pk, or None when the study has an order (or the patient is merged)."""
+    def _insert_new(self, cmd: OrderCommand, sender: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """The new order and its steps, inserted unless the study has an order (or the patient ID was merged
+        away): ``_new_order_statement``, the steps in it on PostgreSQL (one step) or in one more statement.
+        Returns the rows as written (order with pk, version and ``returning``), or None."""
         row = {"study_uid": cmd.study_uid, "created_at": self.now,
                **self._values(cmd, sender, cmd.patient.attrs, cmd.attrs)}
-        names = list(row)
-        source = select(*(literal(row[n], ORDERS.c[n].type) for n in names)).where(~self._merged(cmd.patient.identity))
-        dialect_insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
-        stmt = dialect_insert(ORDERS).from_select(names, source).on_conflict_do_nothing(index_elements=["study_uid"])
-        inserted = self.conn.execute(stmt.returning(ORDERS.c.pk)).first()
-        return int(inserted[0]) if inserted is not None else None
+        steps = [self._step_row(cmd.study_uid, step) for step in cmd.steps]
+        together = self.conn.dialect.name == "postgresql" and len(steps) == 1
+        params = {**row, "merged_pid": cmd.patient.identity.patient_id, "merged_issuer": cmd.patient.identity.issuer}
+        if together:
+            params.update({f"step_{k}": v for k, v in steps[0].items()})
+        stmt = _new_order_statement(self.conn.dialect.name, tuple(row), self.returning,
+                                    tuple(steps[0]) if together else ())
+        inserted = self.conn.execute(stmt, params).first()
+        if inserted is None:
+            return None
+        order = {**row, **inserted._mapping}
+        steps = [{"order_pk": order["pk"], **step} for step in steps]
+        if steps and not together:
+            self.conn.execute(_INSERT_STEPS, steps)
+        return order, steps
+
+    def _step_row(self, study_uid: str, step: ScheduledStep) -> dict[str, Any]:
+        return dict(study_uid=study_uid, sps_id=step.sps_id[:64], status=step.status.value,
+                    modality=step.modality[:16], station_aet=step.station_aet[:16], start_date=step.start_date[:8],
+                    start_time=step.start_time[:16], created_at=self.now, updated_at=self.now,
+                    attrs=dumps({**step.attrs, "00400020": {"vr": "CS", "Value": [step.status.value]}}))
 
     def _update_existing(self, cmd: OrderCommand, sender: str, old: Any) -> int:  # noqa: ANN401 - a row mapping
         """A new or changed order for a study that has one: attributes merged (empty = keep), steps replaced."""
@@ -193,21 +244,12 @@ class OrderUnit:
         order_pk = int(old["pk"])
         self.conn.execute(update(ORDERS).where(ORDERS.c.pk == order_pk).values(
             **self._values(cmd, sender, patient_attrs, attrs), version=ORDERS.c.version + 1))
-        self._replace_steps(order_pk, cmd.study_uid, cmd.steps, new_order=False)
+        self._replace_steps(order_pk, cmd.study_uid, cmd.steps)
         return order_pk
 
-    def _replace_steps(self, order_pk: int, study_uid: str, steps: list[ScheduledStep], *, new_order: bool) -> None:
+    def _replace_steps(self, order_pk: int, study_uid: str, steps: list[ScheduledStep]) -> None:
         """The message's steps are the study's steps (dcm4chee full replacement): steps it no longer
         names are removed unless already started or performed; named ones are updated or created."""
-        if new_order:  # nothing to replace: all steps in one statement
-            if not steps:
-                return
-            self.conn.execute(insert(STEPS), [dict(
-                order_pk=order_pk, study_uid=study_uid, sps_id=step.sps_id[:64], status=step.status.value,
-                modality=step.modality[:16], station_aet=step.station_aet[:16], start_date=step.start_date[:8],
-                start_time=step.start_time[:16], created_at=self.now, updated_at=self.now,
-                attrs=dumps({**step.attrs, "00400020": {"vr": "CS", "Value": [step.status.value]}})) for step in steps])
-            return
         existing = {r.sps_id: r for r in self.conn.execute(
             select(STEPS.c.pk, STEPS.c.sps_id, STEPS.c.status, STEPS.c.attrs).where(STEPS.c.order_pk == order_pk))}
         keep = {s.sps_id for s in steps}

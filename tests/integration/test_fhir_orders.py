@@ -1,10 +1,14 @@
 """FhirOrderService on SQLite and PostgreSQL (issue 7): a created ServiceRequest is a worklist item for
-``WorklistService`` and for DCMTK ``findscu -W`` at once; conditional create, If-Match, revoke, 412/409/422."""
+``WorklistService`` and for DCMTK ``findscu -W`` at once; conditional create, If-Match, revoke, 412/409/422;
+the create's answer equals a later read (built from the rows as written, subject as the read side names it),
+in few statements; the plain R4 check of ordinary bodies never accepts what the R4B models reject."""
 
 from __future__ import annotations
 
 import copy
+import itertools
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +16,15 @@ import pydicom
 import pytest
 
 from hub.app import Hub
+from hub.domain.ids import orthanc_id
 from hub.domain.query import Condition, Match
 from hub.errors import HubError
 from hub.services.fhir_orders import FhirOrderService
-from mappings.fhir_to_order import FhirOrderPolicy
+from hub.services.ingest import Origin
+from mappings.fhir_to_order import FhirOrderPolicy, plainly_valid
+from mappings.fhir_values import validate
 from tests.conftest import dcmtk, dcmtk_env
+from tests.synthetic import write_series
 
 V2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 ACC_SYSTEM = "http://ris.example/accession"
@@ -155,6 +163,12 @@ def test_invalid_resource_is_400_with_expression(fhir: FhirOrderService):
     with pytest.raises(HubError) as exc:
         fhir.create(service_request("FACC7", status="completed"))
     assert exc.value.http_status == 422
+    for kind in (None, 1, {}, "Nonsense"):  # the R4B models themselves fail on these (TypeError, KeyError)
+        body = service_request("FACC7")
+        body["contained"][0]["resourceType"] = kind
+        with pytest.raises(HubError) as exc:
+            fhir.create(body)
+        assert (exc.value.http_status, exc.value.attribute) == (400, "ServiceRequest.contained")
 
 
 def test_search(hub: Hub, fhir: FhirOrderService):
@@ -204,3 +218,93 @@ def test_subject_resolved_by_the_patient_lookup(hub: Hub):
     with pytest.raises(HubError) as exc:
         svc.create({**res, "subject": {"reference": "Patient/unknown"}})
     assert (exc.value.http_status, exc.value.attribute) == (422, "ServiceRequest.subject")
+
+
+def test_subject_is_the_read_sides_patient_and_the_answer_is_a_read(hub: Hub, tmp_path: Path):
+    """The create's answer (built from the rows written, not read back) equals GET; its subject is the archive's
+    Patient when the archive has that Patient ID, else the order-only Patient, as the Patient read side says."""
+    for path in write_series(tmp_path / "s", 1, rows=8, cols=8, patient_id="FARCH1", patient_name="Arch^Ive"):
+        hub.ingest.store(Origin("import"), path)
+    svc = hub.fhir_orders
+    stored, created = svc.create(service_request("FSUB1", "FARCH1"), if_none_exist=f"identifier={ACC_SYSTEM}|FSUB1")
+    assert created and stored["subject"]["reference"] == f"Patient/{orthanc_id('FARCH1')}"
+    assert stored["subject"]["reference"] == f"Patient/{hub.fhir.patient_id_for('FARCH1', '1.2.3')}"
+    assert svc.read(stored["id"]) == stored
+    only, _ = svc.create(service_request("FSUB2", "FONLY1"))
+    assert only["subject"]["reference"] == f"Patient/{orthanc_id('FONLY1', '1.2.3')}" \
+        == f"Patient/{hub.fhir.patient_id_for('FONLY1', '1.2.3')}"
+    assert svc.read(only["id"]) == only and svc.search(identifier="FSUB2")[0] == [only]
+    patient = hub.fhir.read_patient(only["subject"]["reference"].split("/")[1])
+    assert patient is not None and patient["identifier"][0]["value"] == "FONLY1"
+
+
+@pytest.fixture
+def statements(hub: Hub) -> Iterator[list[str]]:
+    """The SQL statements the index executes (BEGIN/COMMIT of the driver not included)."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, sql: str, *args: Any) -> None:  # noqa: ANN401
+        if not sql.startswith(("BEGIN", "PRAGMA")):
+            seen.append(sql.split()[0].upper())
+
+    event.listen(hub.db.engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(hub.db.engine, "before_cursor_execute", record)
+
+
+def test_a_create_is_one_or_two_statements(hub: Hub, statements: list[str]):
+    """PostgreSQL: the order (returning its archive patient) and its step in one statement (a CTE); SQLite:
+    two INSERTs. A conditional create adds the lookup, in the same transaction."""
+    svc = hub.fhir_orders
+    insert = ["WITH"] if hub.db.engine.dialect.name == "postgresql" else ["INSERT", "INSERT"]
+    created, _ = svc.create(service_request("FST1"))
+    assert statements == insert and created["meta"]["versionId"] == "1"
+    assert len(worklist(hub, "FST1")) == 1 and svc.read(created["id"]) == created
+    statements.clear()
+    svc.create(service_request("FST2"), if_none_exist=f"identifier={ACC_SYSTEM}|FST2")
+    assert statements == ["SELECT", *insert]
+    statements.clear()
+    _, created = svc.create(service_request("FST2"), if_none_exist=f"identifier={ACC_SYSTEM}|FST2")
+    assert not created and statements == ["SELECT", "SELECT"]  # the match and its steps
+
+
+def _mutations(value: Any) -> Iterator[Any]:  # noqa: ANN401 - parsed JSON
+    """``value`` with one element changed, dropped, added or mistyped, everywhere in the tree."""
+    bad = [None, "", " ", 1, True, [], {}, "a\nb", "x  y", "2031-02-30", "2031-01-01T10:00:00", "2031",
+           "2031-01-01T10:00:00.1234567Z", "2031-01-01T24:00:00Z", "urn:oid:1 2", "#p", ["x"], {"bogus": 1}]
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield {k: v for k, v in value.items() if k != key}
+            for changed in itertools.chain(_mutations(inner), bad, [[inner], {"value": inner}]):
+                yield {**value, key: changed}
+        for extra in ("bogus", "extension", "occurrencePeriod", "_status", "authorReference", "text"):
+            yield {**value, extra: {"start": "2031-01-01"}}
+    elif isinstance(value, list):
+        for n, inner in enumerate(value):
+            for changed in itertools.chain(_mutations(inner), bad):
+                yield [*value[:n], changed, *value[n + 1:]]
+        yield [*value, *value]
+
+
+def test_the_plain_r4_check_accepts_only_what_the_r4b_models_accept():
+    full = {**service_request("FPV1"), "authoredOn": "2031-01-01", "requester": {"display": "Dr A"},
+            "reasonCode": [{"text": "pain", "coding": [{"system": "http://snomed.info/sct", "code": "22253000"}]}],
+            "note": [{"text": "fasting", "authorString": "RIS", "time": "2031-01-01T08:00:00.5Z"}],
+            "encounter": {"identifier": {"value": "E1"}}, "locationCode": [{"text": "Room 1"}],
+            "orderDetail": [{"text": "protocol"}]}
+    full["contained"][0] |= {"telecom": [{"system": "phone", "value": "123"}], "active": True,
+                             "address": [{"line": ["Main St 1"], "city": "Town", "country": "CH"}]}
+    assert plainly_valid(full, "ServiceRequest") and plainly_valid(service_request("FPV2"), "ServiceRequest")
+    plain = left = 0
+    for body in _mutations(full):
+        if plainly_valid(body, "ServiceRequest"):
+            plain += 1
+            validate(body, "ServiceRequest")  # never raises for a body the plain check took
+        else:
+            left += 1  # the R4B models decide (and name the bad element)
+    assert plain > 50 and left > 500
+    for bad in ({"status": None}, {"occurrenceDateTime": "2031-02-30T08:00:00Z"}, {"priority": ""}, {"bogus": 1},
+                {"subject": {}}, {"identifier": []}, {"occurrencePeriod": {"start": "2031-01-01"}}):
+        assert not plainly_valid({**full, **bad}, "ServiceRequest")

@@ -70,14 +70,17 @@ GOLDEN_STORED = {
          "started": "2025-03-14",
          "instance": [
              {"uid": "2.25.2222", "sopClass": {"system": "urn:ietf:rfc:3986",
-                                               "code": "urn:oid:1.2.840.10008.5.1.4.1.1.2"}, "number": 1},
+                                               "code": "urn:oid:1.2.840.10008.5.1.4.1.1.2"}, "number": 1,
+              "title": "CT Image Storage"},
              {"uid": "2.25.2223", "sopClass": {"system": "urn:ietf:rfc:3986",
-                                               "code": "urn:oid:1.2.840.10008.5.1.4.1.1.2"}, "number": 2}]},
+                                               "code": "urn:oid:1.2.840.10008.5.1.4.1.1.2"}, "number": 2,
+              "title": "CT Image Storage"}]},
         {"uid": "2.25.2", "number": 99, "modality": {"system": m.DCM, "code": "SR"}, "description": "Dose report",
          "numberOfInstances": 1, "endpoint": [{"reference": "Endpoint/dicomweb-wado-rs"}],
          "started": "2025-03-14T09:50:00+01:00",
          "instance": [{"uid": "2.25.3333", "sopClass": {"system": "urn:ietf:rfc:3986",
-                                                        "code": "urn:oid:1.2.840.10008.5.1.4.1.1.88.67"}}]},
+                                                        "code": "urn:oid:1.2.840.10008.5.1.4.1.1.88.67"},
+                       "title": "X-Ray Radiation Dose SR Storage"}]},
     ],
 }
 
@@ -86,6 +89,71 @@ def test_stored_study_golden() -> None:
     study, series, instances = stored_study()
     out = m.archive_study_to_imaging_study(study, "Patient/p1", series, instances, None, CET)
     assert valid(out) == GOLDEN_STORED
+
+
+PRF = {"coding": [{"system": m.PARTICIPATION, "code": "PRF", "display": "performer"}]}
+
+
+def dicom_json(**values: Any) -> str:  # noqa: ANN401
+    """Stored DICOM JSON (PS3.18 F.2) of an instance: keyword=value (lists for several values)."""
+    vr = {"Laterality": "CS", "ImageLaterality": "CS", "ContentLabel": "CS", "DocumentTitle": "ST",
+          "ImageType": "CS", "OperatorsName": "PN", "PerformingPhysicianName": "PN"}
+    out: dict[str, Any] = {}
+    for keyword, value in values.items():
+        if keyword == "ConceptName":
+            out["0040A043"] = {"vr": "SQ", "Value": [{"00080100": {"vr": "SH", "Value": ["18748-4"]},
+                                                     "00080102": {"vr": "SH", "Value": ["LN"]},
+                                                     "00080104": {"vr": "LO", "Value": [value]}}]}
+            continue
+        items = value if isinstance(value, list) else [value]
+        if vr[keyword] == "PN":
+            items = [{"Alphabetic": v} for v in items]
+        out[m._TAGS[keyword]] = {"vr": vr[keyword], "Value": items}
+    return json.dumps(out)
+
+
+def one_series(main_tags: dict[str, str], *instances: dict[str, Any]) -> dict[str, Any]:
+    study, series, _ = stored_study()
+    row = {**series[1], "main_tags": json.dumps(main_tags)}
+    insts = [{"sop_instance_uid": f"2.25.9{n}", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.1.2", "instance_number": n,
+              **i} for n, i in enumerate(instances, 1)]
+    return valid(m.archive_study_to_imaging_study(study, "Patient/p1", [row], {1: insts}, None, CET))["series"][0]
+
+
+def test_series_laterality_performer_and_instance_title_from_the_series_tags() -> None:
+    """Laterality (0020,0060) R -> SNOMED 24028007; Operators' Name (0008,1070) (Orthanc main tag, several
+    values joined by backslash) and Performing Physician's Name -> display-only Practitioners, function PRF."""
+    series = one_series({"Laterality": "R", "OperatorsName": "KELLER^TOM\\WEBER^ANA",
+                         "PerformingPhysicianName": "MEIER^EVA^^DR."}, {})
+    assert series["laterality"] == {"system": "http://snomed.info/sct", "code": "24028007", "display": "Right"}
+    assert series["performer"] == [{"function": PRF, "actor": {"type": "Practitioner", "display": "DR. EVA MEIER"}},
+                                   {"function": PRF, "actor": {"type": "Practitioner", "display": "TOM KELLER"}},
+                                   {"function": PRF, "actor": {"type": "Practitioner", "display": "ANA WEBER"}}]
+    assert series["instance"][0]["title"] == "Digital Mammography X-Ray Image Storage - For Presentation"
+
+
+def test_laterality_and_title_from_the_stored_instance_metadata() -> None:
+    """Image Laterality (0020,0062) the instances agree on; title: Content Label > Concept Name meaning >
+    Document Title > Image Type > SOP Class name; performers from the instances when the series has none."""
+    series = one_series({}, {"metadata_json": dicom_json(ImageLaterality="L", ContentLabel="LEFT CC",
+                                                        DocumentTitle="ignored", OperatorsName="KELLER^TOM")},
+                        {"metadata_json": dicom_json(ImageLaterality="L", ConceptName="Radiology Report")},
+                        {"metadata_json": dicom_json(DocumentTitle="Referral letter")},
+                        {"main_tags": json.dumps({"ImageType": "ORIGINAL\\PRIMARY"}),
+                         "metadata_json": dicom_json(OperatorsName=["KELLER^TOM", "WEBER^ANA"])})
+    assert series["laterality"] == {"system": "http://snomed.info/sct", "code": "7771000", "display": "Left"}
+    assert [i["title"] for i in series["instance"]] == ["LEFT CC", "Radiology Report", "Referral letter",
+                                                        "ORIGINAL\\PRIMARY"]
+    assert [p["actor"]["display"] for p in series["performer"]] == ["TOM KELLER", "ANA WEBER"]
+
+
+@pytest.mark.parametrize(("series_tags", "image", "expected"), [
+    ({"Laterality": "B"}, ["L"], "51440002"), ({}, ["L", "R"], None), ({}, ["R", ""], "24028007"),
+    ({"Laterality": "U"}, ["L"], None), ({}, [], None)])
+def test_laterality_rules(series_tags: dict[str, str], image: list[str], expected: str | None) -> None:
+    series = one_series(series_tags, *({"metadata_json": dicom_json(ImageLaterality=v)} if v else {} for v in image))
+    assert series.get("laterality", {}).get("code") == expected
+    assert "performer" not in series and all("title" in i for i in series["instance"])
 
 
 def order_row(status: str = "SC") -> dict[str, Any]:
