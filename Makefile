@@ -52,6 +52,7 @@ bench-mwl: $(STAMP)
 bench-fhir: $(STAMP)
 	$(BIN)/python bench/fhir_read.py
 	$(BIN)/python bench/fhir_orders.py
+	$(BIN)/python bench/fhir_orders.py --http
 
 bench-render: $(STAMP)
 	$(BIN)/python bench/render.py
