@@ -35,7 +35,6 @@ class Volume:
     ready: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # (nz,) slice decoded
     error: str | None = None  # set when background decoding failed
     changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
-    _background: float | None = field(default=None, repr=False)
     low: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (nz,) each decoded slice's min
     high: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (nz,) and max
 
@@ -66,16 +65,6 @@ class Volume:
     @property
     def nbytes(self) -> int:
         return int(self.data.nbytes)
-
-    @property
-    def background(self) -> float:
-        """The value of pixels outside the volume: the smallest value in the data (computed once, when the
-        volume is complete; -1024, air in HU, while it loads)."""
-        if self._background is None:
-            if not self.complete:
-                return -1024.0
-            self._background = float(self.low.min())
-        return self._background
 
     def affine(self) -> np.ndarray:
         """4x4 matrix taking (x, y, z, 1) voxel indices to patient mm (PS3.3 C.7.6.2.1.1, extended in z)."""

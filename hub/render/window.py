@@ -38,7 +38,7 @@ WEBP = features.check("webp")
 def resolve(volume: Volume | None = None, center: float | None = None, width: float | None = None,
             preset: str | None = None) -> tuple[float, float]:
     """The (center, width) to use: explicit values, else a named preset, else the volume's DICOM default
-    (PS3.3 C.11.2.1.2 WindowCenter/WindowWidth), else the full range of the data."""
+    (PS3.3 C.11.2.1.2 WindowCenter/WindowWidth), else the value range of the decoded slices."""
     if (center is None) != (width is None):
         raise ValueError("give both the window center and width, or neither")
     if center is not None and width is not None:
@@ -57,7 +57,9 @@ def resolve(volume: Volume | None = None, center: float | None = None, width: fl
         raise ValueError("no window given and no volume to take a default from")
     if volume.window is not None and volume.window[1] >= 1:
         return float(volume.window[0]), float(volume.window[1])
-    lo, hi = float(volume.data.min()), float(volume.data.max())
+    # no usable window (none, or narrower than one value, as PET SUV or dose in Gy): the value range of the
+    # slices decoded so far, from the per-slice ranges the loader records (never the undecoded voxels)
+    lo, hi = volume.value_range() or (0.0, 1.0)
     return (lo + hi + 1) / 2, max(hi - lo + 1, 1.0)
 
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,9 +32,9 @@ from hub.store.render import RenderRepository
 
 log = logging.getLogger(__name__)
 
-VIEWS = ("axial", "coronal", "sagittal", "oblique")
-MODES = ("mip", "minip", "avg")
-FORMATS = ("jpeg", "png", "webp")
+VIEWS = tuple(v for v in views.VIEWS if v != "projection")  # /mpr planes; the projection is /mip
+MODES = views.MODES
+FORMATS = tuple(window.FORMATS)
 PRESETS = tuple(window.PRESETS)
 # Pixels with no sample inside the volume: below every window, so black (white for MONOCHROME1), whatever
 # the load state (int16 keeps it exactly).
@@ -70,6 +71,14 @@ class RenderRequest:
 
     def canonical(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Rendered:
+    etag: str
+    data: bytes | None  # None: the client's copy (``unless``) is current
+    view: views.View | None
+    final: bool  # False: the default window came from a volume still loading; do not cache
 
 
 class RenderService:
@@ -122,12 +131,13 @@ class RenderService:
     def volume(self, ref: str) -> tuple[str, str, Cached]:
         """(series id, stamp, cached volume), starting the load when the series is not cached."""
         public_id, stamp = self._stamp(ref)
-        key = (public_id, stamp)
+        return public_id, stamp, self._cached(public_id, stamp)
 
+    def _cached(self, public_id: str, stamp: str) -> Cached:
         def start() -> tuple[Volume, Loader]:
             series = self.repository.series(public_id)
             if series is None:
-                raise HubError("unknown_resource", f"unknown series: {ref}")
+                raise HubError("unknown_resource", f"unknown series: {public_id}")
             try:
                 plan = plan_volume([json.loads(i.metadata_json) for i in series.instances])
             except NotAVolume as exc:
@@ -136,7 +146,7 @@ class RenderService:
             paths = [self.blobs.path(i.blob_key) for i in series.instances]
             return vol, Loader(vol, plan, frame_reader(plan, paths))
 
-        return public_id, stamp, self.cache.get_or_start(key, start)
+        return self.cache.get_or_start((public_id, stamp), start)
 
     def info(self, ref: str) -> dict[str, Any]:
         public_id, _, cached = self.volume(ref)
@@ -164,39 +174,35 @@ class RenderService:
 
     # ------------------------------------------------------------------ images
 
-    def etag(self, ref: str, req: RenderRequest) -> str:
-        """Changes with the series (its stamp) and with every parameter of the request."""
-        public_id, stamp = self._stamp(ref)
-        return hashlib.sha1(f"{public_id}|{stamp}|{req.canonical()}".encode()).hexdigest()
-
-    def image(self, ref: str, req: RenderRequest) -> tuple[bytes, views.View, bool]:
-        """The encoded image, its view (labels, pixel size, patient geometry) and whether it is final: an
-        image of a volume still loading may differ once it is complete (its default window), so it must
-        not be cached under the ETag. A load cancelled meanwhile (the series changed, or the volume was
-        evicted) is started again once, then the client is asked to retry (503)."""
+    def image(self, ref: str, req: RenderRequest, unless: Collection[str] = ()) -> Rendered:
+        """The encoded image, its view (labels, pixel size, patient geometry), its ETag (the series' stamp
+        and the request) and whether it is final: an image of a volume still loading whose window comes
+        from what is decoded so far may change, so it must not be cached under the ETag. When the ETag is
+        in ``unless`` nothing is rendered (304). A load cancelled meanwhile (the series changed, or the
+        volume was evicted) is started again once, then the client is asked to retry (503)."""
         for attempt in range(2):
-            _, _, cached = self.volume(ref)
+            public_id, stamp = self._stamp(ref)
+            etag = hashlib.sha1(f"{public_id}|{stamp}|{req.canonical()}".encode()).hexdigest()
+            if etag in unless:
+                return Rendered(etag, None, None, True)
+            cached = self._cached(public_id, stamp)
             vol = cached.volume
             view = self.view(vol, req)
             if not vol.ready[view.slices].all():
                 cached.loader.prioritise(range(*view.slices.indices(vol.shape[0])))
                 vol.wait_for(view.slices, self.settings.wait_seconds)
-            if vol.error == "cancelled" and not vol.ready[view.slices].all():
-                if attempt == 0:
-                    continue
-                raise HubError("busy", "the series changed while it was loading; try again")
-            if vol.error and not vol.ready[view.slices].all():
-                raise NotAVolumeError("undecodable", f"the series could not be decoded: {vol.error}")
-            if not vol.ready[view.slices].all():
-                raise HubError("busy", "the series is still loading; try again")
-            # with a window of its own (asked for, or the series') the image depends only on the slices it
-            # waited for; the fallback window depends on what is decoded so far
+                if not vol.ready[view.slices].all():
+                    if vol.error == "cancelled" and attempt == 0:
+                        continue
+                    if vol.error and vol.error != "cancelled":
+                        raise NotAVolumeError("undecodable", f"the series could not be decoded: {vol.error}")
+                    raise HubError("busy", "the series is still loading or changed meanwhile; try again")
             final = vol.complete or req.window is not None or bool(req.preset) or (
                 vol.window is not None and vol.window[1] >= 1)
             values = self.sample(vol, view.plane)
             center, width = self.windowing(vol, req)
             image = window.apply(values, center, width, vol.monochrome1)
-            return window.encode(image, req.format, quality=req.q), view, final
+            return Rendered(etag, window.encode(image, req.format, quality=req.q), view, final)
         raise AssertionError("unreachable")
 
     def view(self, vol: Volume, req: RenderRequest) -> views.View:
@@ -224,11 +230,8 @@ class RenderService:
 
     @staticmethod
     def windowing(vol: Volume, req: RenderRequest) -> tuple[float, float]:
-        """Explicit center/width, a named preset, one of the series' own presets, else its default."""
-        if req.window is not None:
-            if req.window[1] < 1:
-                raise HubError("bad_request", "the window width must be at least 1 (PS3.3 C.11.2.1.2)")
-            return float(req.window[0]), float(req.window[1])
+        """Explicit center/width, a named preset, one of the series' own presets (``dicom:N``), else the
+        series' default or the decoded value range (:func:`hub.render.window.resolve`)."""
         if req.preset and req.preset.startswith("dicom"):
             number = req.preset.split(":", 1)[1] if ":" in req.preset else "0"
             if not number.isdecimal() or not number.isascii():
@@ -240,14 +243,11 @@ class RenderService:
                 raise HubError("bad_request", f"the series has {len(vol.windows)} window preset(s): dicom:0..")
             c, w, _ = vol.windows[index]
             return c, w
-        if req.preset:
-            return window.PRESETS[req.preset]
-        if vol.window is not None and vol.window[1] >= 1:
-            return float(vol.window[0]), float(vol.window[1])
-        # no usable window (none, or narrower than one value, as PET SUV or dose in Gy): the value range of
-        # the slices decoded so far (PS3.3 C.11.2.1.2 needs a width of at least 1)
-        low, high = vol.value_range() or (0.0, 1.0)
-        return (low + high + 1) / 2, max(high - low + 1, 1.0)
+        center, width = req.window if req.window is not None else (None, None)
+        try:
+            return window.resolve(vol, center, width, req.preset or None)
+        except ValueError as exc:
+            raise HubError("bad_request", str(exc)) from None
 
 
 def _make_gl(forced: bool) -> Backend | None:

@@ -48,7 +48,8 @@ def series(hub: Any, tmp_path: Path) -> str:
 
 def test_the_first_axial_image_comes_before_the_volume_is_complete(hub: Any, series: str, slow_reader: None) -> None:
     started = time.perf_counter()
-    data, view, final = hub.render.image(series, RenderRequest(view="axial", position=50.0 + 20 * SPACING[2]))
+    rendered = hub.render.image(series, RenderRequest(view="axial", position=50.0 + 20 * SPACING[2]))
+    data, view, final = rendered.data, rendered.view, rendered.final
     elapsed = time.perf_counter() - started
     info = hub.render.info(series)
     assert data[:2] == b"\xff\xd8" and view.labels.left == "R"
@@ -76,5 +77,4 @@ def test_a_load_cancelled_under_a_waiting_request_is_started_again(hub: Any, ser
     waiting.join(30)
     (result,) = results
     assert not isinstance(result, Exception), result
-    data, view, final = result
-    assert data[:2] == b"\xff\xd8" and final
+    assert result.data[:2] == b"\xff\xd8" and result.final

@@ -50,22 +50,20 @@ def mip(ref: str) -> Response:
 
 
 def _image(ref: str, req: RenderRequest) -> Response:
-    service = hub().render
-    etag = service.etag(ref, req)
-    if etag in request.if_none_match:
+    rendered = hub().render.image(ref, req, unless=request.if_none_match)
+    if rendered.data is None:
         resp = Response(status=304)
     else:
-        data, view, final = service.image(ref, req)
-        resp = Response(data, mimetype=MEDIA[req.format])
-        edges = view.labels
+        resp = Response(rendered.data, mimetype=MEDIA[req.format])
+        assert rendered.view is not None
+        edges = rendered.view.labels
         resp.headers["X-Orientation"] = f"left={edges.left};right={edges.right};top={edges.top};bottom={edges.bottom}"
-        resp.headers["X-Pixel-Spacing"] = f"{view.pixel_mm:.6g}"
-        resp.headers["Vary"] = "Accept"
-        if not final:  # the volume is still loading and the window comes from what is decoded so far
-            resp.headers["Cache-Control"] = "no-store"
-            return resp
+        resp.headers["X-Pixel-Spacing"] = f"{rendered.view.pixel_mm:.6g}"
     resp.headers["Vary"] = "Accept"
-    resp.set_etag(etag)
+    if not rendered.final:  # the window comes from a volume still loading: a later image may differ
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+    resp.set_etag(rendered.etag)
     resp.headers["Cache-Control"] = "private, no-cache"  # revalidate: the series may change, the ETag says
     return resp
 

@@ -13,6 +13,8 @@ from hub.render import gl, views, window
 from hub.render.cpu import CpuBackend
 from tests.render_phantom import phantom_volume
 
+FILL = -32768.0  # hub.services.render.OUTSIDE
+
 REQUESTS = [
     views.ViewRequest("axial"),
     views.ViewRequest("axial", position=20.5, thickness=8, mode="mip"),
@@ -39,8 +41,8 @@ def gl_backend() -> Iterator[gl.GlBackend]:
 def test_gl_and_cpu_agree_within_one_grey_level(gl_backend: gl.GlBackend, req: views.ViewRequest) -> None:
     volume = phantom_volume((40, 48, 56), spacing=(0.9, 0.9, 1.6))
     plane = views.plan(volume, req).plane
-    cpu = CpuBackend().render(volume.data, plane, volume.background)
-    on_gl = gl_backend.render(volume.data, plane, volume.background)
+    cpu = CpuBackend().render(volume.data, plane, FILL)
+    on_gl = gl_backend.render(volume.data, plane, FILL)
     assert cpu.shape == on_gl.shape == (plane.height, plane.width)
     for center, width in ((40.0, 400.0), (500.0, 2000.0)):
         a = window.apply(cpu, center, width).astype(int)

@@ -19,6 +19,7 @@ import pytest
 from hub.render import gl
 from hub.render.plane import Plane
 from tests.render_phantom import features, phantom_data
+from tests.unit.render.reference import reference
 
 SHAPE = (32, 40, 48)  # (nz, ny, nx)
 GREY = 400 / 255  # one grey level of a 400 HU wide window
@@ -37,42 +38,6 @@ def backend() -> Iterator[gl.GlBackend]:
 @pytest.fixture(scope="module")
 def data() -> np.ndarray:
     return phantom_data(SHAPE)
-
-
-def reference(data: np.ndarray, plane: Plane, fill: float) -> np.ndarray:
-    """Straightforward float64 sampling: inside means within [0, n - 1] per axis (give or take 1e-3, as the
-    CPU kernels), nearest rounds half up; then max, min or mean over the inside samples."""
-    nz, ny, nx = data.shape
-    size = np.array([nx, ny, nz], float)
-    r, c = np.mgrid[0:plane.height, 0:plane.width].astype(float)
-    ks = np.arange(plane.samples) - (plane.samples - 1) / 2
-    q = (np.asarray(plane.origin, float) + c[..., None] * plane.u + r[..., None] * plane.v)[None] \
-        + ks[:, None, None, None] * np.asarray(plane.w, float)  # (n, h, w, 3) as (x, y, z)
-    inside = np.all((q >= -1e-3) & (q <= size - 1 + 1e-3), axis=-1)
-    vol = data.astype(np.float64)
-    if plane.interpolation == "nearest":
-        i = np.clip(np.floor(q + 0.5), 0, size - 1).astype(int)
-        vals = vol[i[..., 2], i[..., 1], i[..., 0]]
-    else:
-        p = np.clip(q, 0, size - 1)
-        a = np.floor(p).astype(int)
-        t = p - a
-        b = np.minimum(a + 1, (size - 1).astype(int))
-        vals = np.zeros(q.shape[:-1])
-        for dx in (0, 1):
-            for dy in (0, 1):
-                for dz in (0, 1):
-                    wgt = ((t[..., 0] if dx else 1 - t[..., 0]) * (t[..., 1] if dy else 1 - t[..., 1])
-                           * (t[..., 2] if dz else 1 - t[..., 2]))
-                    vals += wgt * vol[(b if dz else a)[..., 2], (b if dy else a)[..., 1], (b if dx else a)[..., 0]]
-    hits = inside.sum(axis=0)
-    if plane.samples == 1 or plane.mode == "mip":
-        out = np.where(inside, vals, -np.inf).max(axis=0)
-    elif plane.mode == "minip":
-        out = np.where(inside, vals, np.inf).min(axis=0)
-    else:
-        out = np.where(inside, vals, 0).sum(axis=0) / np.maximum(hits, 1)
-    return np.where(hits > 0, out, fill)
 
 
 def rotation(ax: float, az: float) -> np.ndarray:
