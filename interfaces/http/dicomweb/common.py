@@ -8,10 +8,10 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from flask import Response, current_app, request
+from flask import Response, request
 
-from hub.app import Hub
 from hub.errors import HubError
+from interfaces.http.context import hub as hub  # re-exported for the DICOMweb modules
 
 DICOM_JSON = "application/dicom+json"
 
@@ -26,8 +26,6 @@ def check_uids(*uids: str | None) -> None:
             raise HubError("bad_request", "a study, series or instance UID has digits and dots only (PS3.5 9.1)")
 
 
-def hub() -> Hub:
-    return current_app.extensions["rishub"]
 
 
 def base_url() -> str:

@@ -20,12 +20,12 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
-from hub.app import Hub
 from hub.errors import HubError
 from hub.services.fhir import DateParam
+from interfaces.http.context import hub as hub  # re-exported for the FHIR modules
 from interfaces.http.dicomweb.common import base_url as dicomweb_base
 
 FHIR_JSON = "application/fhir+json"
@@ -45,8 +45,6 @@ def authorize(resource_type: str, interaction: str) -> set[str] | None:
     return auth.authorize(resource_type, interaction)
 
 
-def hub() -> Hub:
-    return current_app.extensions["rishub"]
 
 
 # --------------------------------------------------------------------------- registry

@@ -20,11 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from hub.app import Hub
 from hub.errors import HubError
 from interfaces.http.auth import requires
+from interfaces.http.context import hub as _hub
 from interfaces.http.orthanc.upload import BAD_FILE_FORMAT, orthanc_error
 
 bp = Blueprint("orthanc_archive", __name__)
@@ -47,8 +48,6 @@ def _bad_request(exc: _BadRequest) -> Response:
     return orthanc_error(400, exc.code, exc.details)
 
 
-def _hub() -> Hub:
-    return current_app.extensions["rishub"]
 
 
 def _body(details: str | None) -> Any:

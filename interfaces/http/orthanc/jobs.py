@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file
+from flask import Blueprint, Response, jsonify, request, send_file
 
-from hub.app import Hub
 from hub.errors import HubError
 from hub.services.jobs import JobInfo, JobState
+from interfaces.http.context import hub as _hub
 from interfaces.http.errors import ORTHANC_STATUS, error_response
 
 bp = Blueprint("orthanc_jobs", __name__)
@@ -23,8 +23,6 @@ CANCELED = (37, "This job was canceled")
 NETWORK = (9, "Error in the network protocol")
 
 
-def _hub() -> Hub:
-    return current_app.extensions["rishub"]
 
 
 def orthanc_time(value: datetime) -> str:

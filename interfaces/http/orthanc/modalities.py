@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from pydicom.errors import InvalidDicomError
 
 from hub.app import Hub
@@ -27,6 +27,7 @@ from hub.services.jobs import JobContext, Run
 from hub.services.modalities import RemoteModality
 from hub.services.remote import RemoteError, RemoteService
 from interfaces.dimse.scu import PynetdicomClient
+from interfaces.http.context import hub
 from interfaces.http.errors import error_response
 from interfaces.http.orthanc import modalities_json as mj
 
@@ -37,8 +38,6 @@ OPERATIONS = ["configuration", "echo", "move", "query", "store", "store-straight
 NETWORK_ERROR = (9, "Error in the network protocol")
 
 
-def hub() -> Hub:
-    return current_app.extensions["rishub"]
 
 
 def empty() -> Response:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
-from hub.app import Hub
 from hub.domain.archive import Level
 from hub.errors import HubError
 from hub.services.resources import PATHS
+from interfaces.http.context import hub as _hub
 
 bp = Blueprint("orthanc_resources", __name__)
 
@@ -25,8 +25,6 @@ PARENT_PATHS = {"patient": Level.PATIENT, "study": Level.STUDY, "series": Level.
 MAX_COUNT = 2**62  # larger since/limit values mean "all" (SQL integers are 64-bit)
 
 
-def _hub() -> Hub:
-    return current_app.extensions["rishub"]
 
 
 def _int_arg(name: str) -> int:

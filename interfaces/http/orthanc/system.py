@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
-from hub.app import Hub
 from hub.errors import HubError
+from interfaces.http.context import hub as _hub
 
 bp = Blueprint("orthanc_system", __name__)
 
 MB = 1024 * 1024
 
 
-def _hub() -> Hub:
-    return current_app.extensions["rishub"]
 
 
 @bp.get("/system")

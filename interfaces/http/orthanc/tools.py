@@ -10,12 +10,12 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from pydicom.uid import generate_uid
 
-from hub.app import Hub
 from hub.errors import HubError
 from interfaces.http.auth import requires
+from interfaces.http.context import hub as _hub
 from mappings.orthanc_find import orthanc_find_to_query
 
 bp = Blueprint("orthanc_tools", __name__)
@@ -23,8 +23,6 @@ bp = Blueprint("orthanc_tools", __name__)
 UID_LEVELS = ("patient", "study", "series", "instance")
 
 
-def _hub() -> Hub:
-    return current_app.extensions["rishub"]
 
 
 def _text(value: str) -> Response:

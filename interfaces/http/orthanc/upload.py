@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from hub.app import Hub
 from hub.domain.archive import StoreOutcome, StoreResult
@@ -31,6 +31,7 @@ from hub.domain.origin import Origin
 from hub.errors import HubError
 from interfaces.http import errors
 from interfaces.http.auth import current_principal, requires
+from interfaces.http.context import hub as _hub
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,6 @@ BAD_FILE_FORMAT = (15, "Bad file format")
 INEXISTENT_TAG = (21, "Inexistent tag")
 
 
-def _hub() -> Hub:
-    return current_app.extensions["rishub"]
 
 
 def orthanc_error(status: int, code: tuple[int, str], details: str | None = None) -> Response:

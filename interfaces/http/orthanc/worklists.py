@@ -7,19 +7,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
-from hub.app import Hub
 from hub.domain import Origin
 from hub.errors import HubError
 from interfaces.http.auth import current_principal, requires
+from interfaces.http.context import hub as _hub
 from mappings.dicom_json_to_order import WorklistItemError, dicom_json_to_order
 
 bp = Blueprint("orthanc_worklists", __name__)
 
 
-def _hub() -> Hub:
-    return current_app.extensions["rishub"]
 
 
 def _item(row: dict[str, Any]) -> dict[str, Any]:

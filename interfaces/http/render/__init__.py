@@ -13,7 +13,7 @@ from werkzeug.datastructures import MultiDict
 
 from hub.errors import HubError
 from hub.services.render import FORMATS, MODES, PRESETS, VIEWS, NotAVolumeError, RenderRequest
-from interfaces.http.dicomweb.common import hub
+from interfaces.http.context import hub
 from interfaces.http.errors import error_response
 
 bp = Blueprint("render", __name__, url_prefix="/render")
