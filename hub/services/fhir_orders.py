@@ -172,7 +172,11 @@ class FhirOrderService:
         system, value = parse_identifier_token(token)
         if system == DICOM_UID_SYSTEM:
             value = value.removeprefix("urn:oid:")
-        rows, _ = self.store.search(identifier_value=value, count=MAX_CANDIDATES, **params)
+        conn = params.get("conn")
+        if conn is not None and len(params) == 1:  # conditional create: the prebuilt lookup
+            rows = self.store.by_identifier(conn, value)
+        else:
+            rows, _ = self.store.search(identifier_value=value, count=MAX_CANDIDATES, **params)
         out = []
         for order, steps in rows:
             rendered = self.render(order, steps)

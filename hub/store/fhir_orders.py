@@ -39,8 +39,12 @@ def archive_patient(patient_id: ColumnElement[str]) -> Label[str]:
         .scalar_subquery().label("archive_patient")
 
 
-def _orders() -> Select[Any]:
-    return select(ORDERS, archive_patient(ORDERS.c.patient_id))
+# Built once: a statement built per request costs more Python time than the query (SQLAlchemy compiles
+# it from cache, but constructing the expression and its cache key is per call).
+_ORDERS: Select[Any] = select(ORDERS, archive_patient(ORDERS.c.patient_id))
+# Orders that carry an identifier value in any identifier column: conditional create's lookup.
+_BY_IDENTIFIER: Select[Any] = _ORDERS.where(or_(*(c == bindparam("value") for c in IDENTIFIER_COLUMNS))) \
+    .order_by(ORDERS.c.pk).limit(MAX_CANDIDATES)
 
 
 # What the INSERT of a new order also returns (its ``patient_id`` value as a bind parameter).
@@ -100,7 +104,7 @@ class FhirOrderStore:
     def load(conn: Connection, *, pk: int | None = None, study_uid: str | None = None,
              lock: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         """The order (by pk or Study UID) and its steps by SPS ID; ``lock`` takes the row lock."""
-        stmt = _orders().where(ORDERS.c.pk == pk if pk is not None else ORDERS.c.study_uid == study_uid)
+        stmt = _ORDERS.where(ORDERS.c.pk == pk if pk is not None else ORDERS.c.study_uid == study_uid)
         row = conn.execute(stmt.with_for_update() if lock else stmt).first()
         if row is None:
             return None
@@ -116,6 +120,13 @@ class FhirOrderStore:
             for r in conn.execute(select(STEPS).where(STEPS.c.order_pk.in_(pks)).order_by(STEPS.c.sps_id)):
                 out[r.order_pk].append(dict(r._mapping))
         return out
+
+    def by_identifier(self, conn: Connection, value: str) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Orders (at most MAX_CANDIDATES, by pk) with ``value`` in an identifier column, with their steps: the same
+        answer as ``search(identifier_value=value, count=MAX_CANDIDATES)`` from a statement built once."""
+        rows = [dict(r._mapping) for r in conn.execute(_BY_IDENTIFIER, {"value": value})]
+        steps = self._steps_of(conn, [r["pk"] for r in rows])
+        return [(r, steps[r["pk"]]) for r in rows]
 
     def search(self, *, patient_id: str | None = None, issuer: str | None = None, identifier_value: str | None = None,
                status: list[str] | None = None, authored: list[tuple[str, datetime, datetime]] | None = None,
@@ -143,7 +154,7 @@ class FhirOrderStore:
                 offset: int) -> tuple[list[tuple[dict[str, Any], list[dict[str, Any]]]], int]:
         """A page that is not full tells the total itself (a count query only when it may be larger)."""
         where = and_(*cond) if cond else ORDERS.c.pk.is_not(None)
-        stmt = _orders().where(where).order_by(ORDERS.c.pk).offset(offset)
+        stmt = _ORDERS.where(where).order_by(ORDERS.c.pk).offset(offset)
         rows = [dict(r._mapping) for r in conn.execute(stmt.limit(count) if count is not None else stmt)]
         if (count is None or len(rows) < count) and (rows or not offset):
             total = offset + len(rows)
