@@ -36,12 +36,13 @@ from hub.store.commitment import CommitmentRepository
 from hub.store.fhir import FhirRepository
 from hub.store.lookup import LookupRepository
 from hub.store.modalities import ModalityRepository
-from hub.store.orders import OrderRepository, WorklistItems
+from hub.store.orders import OrderRepository
 from hub.store.outbox import OutboxRepository
 from hub.store.query import QueryRepository
 from hub.store.render import RenderRepository
 from hub.store.retrieve import RetrieveRepository
 from hub.store.wado import WadoRepository
+from hub.store.worklist_items import WorklistItems
 
 log = logging.getLogger(__name__)
 
