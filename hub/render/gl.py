@@ -28,86 +28,10 @@ from typing import Any
 import numpy as np
 
 from hub.render.gl_context import GlUnavailable, make_context
+from hub.render.gl_shaders import FRAGMENT, MODES, UNIFORMS, VERTEX
 from hub.render.plane import Plane
 
 __all__ = ["GlBackend", "GlUnavailable", "available"]
-
-_VERTEX = """#version 330 core
-void main() {  // one triangle covering the viewport, no vertex buffer
-    vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2));
-    gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
-}
-"""
-
-_FRAGMENT = """#version 330 core
-#define MODE %(mode)d
-#define NEAREST %(nearest)d
-uniform %(sampler)s vol;
-uniform ivec3 size;  // (nx, ny, nz)
-uniform vec3 origin;
-uniform vec3 du;
-uniform vec3 dv;
-uniform vec3 dw;
-uniform int samples;
-uniform float fill;
-out float result;
-
-float texel(ivec3 p) { return float(texelFetch(vol, p, 0).r); }
-
-float sample_at(vec3 q) {
-    ivec3 hi = size - 1;
-#if NEAREST
-    return texel(clamp(ivec3(floor(q + 0.5)), ivec3(0), hi));
-#else
-    vec3 c = clamp(q, vec3(0.0), vec3(hi));
-    vec3 f = floor(c);
-    vec3 t = c - f;
-    ivec3 a = ivec3(f);
-    ivec3 b = min(a + 1, hi);
-    float x00 = mix(texel(a), texel(ivec3(b.x, a.y, a.z)), t.x);
-    float x10 = mix(texel(ivec3(a.x, b.y, a.z)), texel(ivec3(b.x, b.y, a.z)), t.x);
-    float x01 = mix(texel(ivec3(a.x, a.y, b.z)), texel(ivec3(b.x, a.y, b.z)), t.x);
-    float x11 = mix(texel(ivec3(a.x, b.y, b.z)), texel(b), t.x);
-    return mix(mix(x00, x10, t.y), mix(x01, x11, t.y), t.z);
-#endif
-}
-
-void main() {
-    vec2 p = floor(gl_FragCoord.xy);  // (column, row): row 0 is the first row read back
-    vec3 base = origin + p.x * du + p.y * dv;
-    vec3 lo = vec3(-1.0e-3);
-    vec3 top = vec3(size - 1) + 1.0e-3;
-    float centre = 0.5 * float(samples - 1);
-#if MODE == 0
-    float acc = -3.0e38;
-#elif MODE == 1
-    float acc = 3.0e38;
-#else
-    float acc = 0.0;
-#endif
-    int hits = 0;
-    for (int k = 0; k < samples; ++k) {
-        vec3 q = base + (float(k) - centre) * dw;
-        if (any(lessThan(q, lo)) || any(greaterThan(q, top))) continue;
-        float s = sample_at(q);
-#if MODE == 0
-        acc = max(acc, s);
-#elif MODE == 1
-        acc = min(acc, s);
-#else
-        acc += s;
-#endif
-        hits += 1;
-    }
-#if MODE == 2
-    acc /= float(max(hits, 1));
-#endif
-    result = hits == 0 ? fill : acc;
-}
-"""
-
-_MODES = {"mip": 0, "minip": 1, "avg": 2}
-_UNIFORMS = ("vol", "size", "origin", "du", "dv", "dw", "samples", "fill")
 
 
 @dataclass
@@ -143,14 +67,14 @@ class _Renderer:
         """The shader program for one texture type, reduction and interpolation (compiled on first use)."""
         key = (integer, mode, nearest)
         if key not in self.programs:
-            self.programs[key] = self._compile(_FRAGMENT % {"sampler": "isampler3D" if integer else "sampler3D",
+            self.programs[key] = self._compile(FRAGMENT % {"sampler": "isampler3D" if integer else "sampler3D",
                                                             "mode": mode, "nearest": nearest})
         return self.programs[key]
 
     def _compile(self, fragment: str) -> tuple[int, dict[str, int]]:
         GL = self.GL
         program = GL.glCreateProgram()
-        for kind, source in ((GL.GL_VERTEX_SHADER, _VERTEX), (GL.GL_FRAGMENT_SHADER, fragment)):
+        for kind, source in ((GL.GL_VERTEX_SHADER, VERTEX), (GL.GL_FRAGMENT_SHADER, fragment)):
             shader = GL.glCreateShader(kind)
             GL.glShaderSource(shader, source)
             GL.glCompileShader(shader)
@@ -161,7 +85,7 @@ class _Renderer:
         GL.glLinkProgram(program)
         if not GL.glGetProgramiv(program, GL.GL_LINK_STATUS):
             raise GlUnavailable(f"program: {GL.glGetProgramInfoLog(program).decode(errors='replace')}")
-        return program, {name: GL.glGetUniformLocation(program, name) for name in _UNIFORMS}
+        return program, {name: GL.glGetUniformLocation(program, name) for name in UNIFORMS}
 
     def texture(self, data: np.ndarray) -> _Texture:
         entry = self.textures.get(id(data))
@@ -244,7 +168,7 @@ class _Renderer:
             if GL.glCheckFramebufferStatus(GL.GL_FRAMEBUFFER) != GL.GL_FRAMEBUFFER_COMPLETE:
                 raise GlUnavailable("R32F framebuffer incomplete")
             self.fbo_size = (width, height)
-        program, loc = self.program(entry.integer, _MODES[plane.mode] if plane.samples > 1 else 0,
+        program, loc = self.program(entry.integer, MODES[plane.mode] if plane.samples > 1 else 0,
                                     plane.interpolation == "nearest")
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fbo)
         GL.glViewport(0, 0, width, height)

@@ -12,6 +12,7 @@ import pytest
 from hub.render import gl, views, window
 from hub.render.cpu import CpuBackend
 from tests.render_phantom import phantom_volume
+from tests.unit.render.gl_support import require_gl
 
 FILL = -32768.0  # hub.services.render.OUTSIDE
 
@@ -30,8 +31,7 @@ REQUESTS = [
 
 @pytest.fixture(scope="module")
 def gl_backend() -> Iterator[gl.GlBackend]:
-    if not gl.available():
-        pytest.skip(f"no headless GL context can be made here: {gl.unavailable_reason()}")
+    require_gl()
     backend = gl.GlBackend()
     yield backend
     backend.close()

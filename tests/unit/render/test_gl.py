@@ -19,6 +19,7 @@ import pytest
 from hub.render import gl
 from hub.render.plane import Plane
 from tests.render_phantom import features, phantom_data
+from tests.unit.render.gl_support import require_gl
 from tests.unit.render.reference import reference
 
 SHAPE = (32, 40, 48)  # (nz, ny, nx)
@@ -28,8 +29,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module")
 def backend() -> Iterator[gl.GlBackend]:
-    if not gl.available():
-        pytest.skip(f"no headless GL context can be made here: {gl.unavailable_reason()}")
+    require_gl()
     b = gl.GlBackend()
     yield b
     b.close()
@@ -158,8 +158,7 @@ def test_texture_reuse_and_release(backend: gl.GlBackend, data: np.ndarray) -> N
 
 
 def test_bounded_cache() -> None:
-    if not gl.available():
-        pytest.skip(f"no headless GL context can be made here: {gl.unavailable_reason()}")
+    require_gl()
     small = gl.GlBackend(max_textures=2)
     try:
         arrays = [np.full((4, 5, 6), k, dtype=np.int16) for k in range(4)]
@@ -205,7 +204,8 @@ def test_platform_is_headless(backend: gl.GlBackend) -> None:
     assert backend.software == ("llvmpipe" in backend.description)
 
 
-@pytest.mark.skipif(ctypes.util.find_library("OSMesa") is None, reason="libOSMesa is not installed")
+@pytest.mark.skipif(ctypes.util.find_library("OSMesa") is None and not os.environ.get("CI"),
+                    reason="libOSMesa is not installed (CI installs it)")
 def test_osmesa_fallback(data: np.ndarray, tmp_path: Path) -> None:
     """With PyOpenGL fixed on OSMesa (as where EGL fails), a fresh process renders the same image."""
     np.save(tmp_path / "volume.npy", data)
