@@ -12,52 +12,53 @@ Identifiers of the resources (a decision, documented in the HTTP layer's Capabil
 ImagingStudy id = Orthanc study public id for a stored study, ``o-<order pk>`` for an order without
 images; Patient id = Orthanc patient public id (SHA-1 of PatientID) for a stored patient, SHA-1 of
 ``PatientID|Issuer`` (same format) for a patient known from orders only.
+
+Value conversions (DA/TM, PN, Patient ID + issuer, code tables) are in ``mappings.dicom_to_fhir_values``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from pydicom.uid import UID
 
 from hub.domain.ids import orthanc_id
+from mappings.dicom_to_fhir_values import (
+    BODY_PART,
+    DCM,
+    GENDER,
+    LATERALITY,
+    SNOMED,
+    V2_0203,
+    Json,
+    Row,
+    dcm_coding,
+    dicom_date,
+    dicom_datetime,
+    first_text,
+    human_name,
+    issuer_system,
+    patient_identifier,
+    seq_items,
+)
 
-DCM = "http://dicom.nema.org/resources/ontology/DCM"
 DICOM_UID = "urn:dicom:uid"
 RFC3986 = "urn:ietf:rfc:3986"
-V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 CONNECTION_TYPE = "http://terminology.hl7.org/CodeSystem/endpoint-connection-type"
-SNOMED = "http://snomed.info/sct"
 ENDPOINT_ID = "dicomweb-wado-rs"
 CANCELLED_ORDER_STATES = frozenset({"CA", "DC", "OC", "OD"})  # HL7 table 0038 (+ ORC-1 codes)
 FINAL_CANCELLED_STEPS = frozenset({"CANCELED", "DISCONTINUED"})
-GENDER = {"M": "male", "F": "female", "O": "other"}
-# Body Part Examined (0018,0015) -> SNOMED CT (PS3.16 Annex L), the common ones.
-BODY_PART = {"CHEST": ("51185008", "Thorax"), "HEAD": ("69536005", "Head"), "ABDOMEN": ("818983003", "Abdomen"),
-             "PELVIS": ("816092008", "Pelvis"), "BRAIN": ("12738006", "Brain"), "NECK": ("45048000", "Neck"),
-             "SPINE": ("421060004", "Spine"), "CSPINE": ("122494005", "Cervical spine"),
-             "TSPINE": ("122495006", "Thoracic spine"), "LSPINE": ("122496007", "Lumbar spine"),
-             "KNEE": ("72696002", "Knee"), "SHOULDER": ("16982005", "Shoulder"), "HAND": ("85562004", "Hand"),
-             "FOOT": ("56459004", "Foot"), "BREAST": ("76752008", "Breast"), "HEART": ("80891009", "Heart"),
-             "ANKLE": ("344001", "Ankle"), "HIP": ("29836001", "Hip"), "ELBOW": ("127949000", "Elbow"),
-             "WRIST": ("74670003", "Wrist"), "EXTREMITY": ("66019005", "Extremity"),
-             "CHESTABDOMEN": ("416550000", "Chest and abdomen"), "ABDOMENPELVIS": ("818981001", "Abdomen and pelvis")}
-# Laterality (0020,0060) / Image Laterality (0020,0062) -> SNOMED CT (CID 244, mapping-reference 3.1); U: none.
-LATERALITY = {"L": ("7771000", "Left"), "R": ("24028007", "Right"), "B": ("51440002", "Right and left")}
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 # DICOM keyword -> tag, for instance values read from the stored DICOM JSON (PS3.18 F.2)
 _TAGS = {"Laterality": "00200060", "ImageLaterality": "00200062", "ContentLabel": "00700080",
          "DocumentTitle": "00420010", "ImageType": "00080008", "OperatorsName": "00081070",
          "PerformingPhysicianName": "00081050"}
 
-Row = Mapping[str, Any]
-Json = dict[str, Any]
 
-
-# --------------------------------------------------------------------------- identifiers, values
+# --------------------------------------------------------------------------- resource ids, versions
 def patient_resource_id(patient_id: str, issuer: str = "", *, archived: bool = True) -> str:
     """Patient id: Orthanc's public id when the archive has the patient, else SHA-1 of ``id|issuer``."""
     return orthanc_id(patient_id) if archived else orthanc_id(patient_id, issuer)
@@ -77,116 +78,25 @@ def meta(updated_at: datetime) -> Json:
     return {"versionId": version_of(updated_at), "lastUpdated": instant}
 
 
-def dicom_datetime(da: str | None, tm: str | None, tz: tzinfo | None) -> str | None:
-    """DA + TM (PS3.5 6.2) -> FHIR dateTime. A time without offset is in the hub's zone ``tz``
-    (``None``: the system's local zone, with its DST rule for that day) - mapping-reference 3.2 decision."""
-    da = (da or "").strip()
-    if len(da) != 8 or not da.isdigit():
-        return None
-    try:
-        day = date(int(da[:4]), int(da[4:6]), int(da[6:]))
-    except ValueError:
-        return None
-    tm = (tm or "").strip().replace(":", "")
-    whole, _, frac = tm.partition(".")
-    if not whole.isdigit() or len(whole) < 2:
-        return day.isoformat()
-    try:
-        micro = int((frac + "000000")[:6]) if frac.isdigit() else 0
-        local = datetime.combine(day, time(int(whole[:2]), int(whole[2:4] or 0), min(int(whole[4:6] or 0), 59), micro))
-    except ValueError:
-        return day.isoformat()
-    aware = local.replace(tzinfo=tz) if tz is not None else local.astimezone()
-    return aware.isoformat(timespec="milliseconds" if micro else "seconds")
-
-
-def dicom_date(da: str | None) -> str | None:
-    da = (da or "").strip()
-    if len(da) == 8 and da.isdigit():
-        return f"{da[:4]}-{da[4:6]}-{da[6:]}"
-    if len(da) == 4 and da.isdigit():
-        return da
-    return None
-
-
-def _first(attrs: Row, tag: str) -> str:
-    value = (attrs.get(tag) or {}).get("Value") or [""]
-    first = value[0]
-    if isinstance(first, dict):
-        return str(first.get("Alphabetic", ""))
-    return str(first)
-
-
-def _items(attrs: Row, tag: str) -> list[Row]:
-    return [v for v in (attrs.get(tag) or {}).get("Value") or [] if isinstance(v, dict)]
-
-
-def human_name(pn: str) -> Json | None:
-    """PN ``family^given^middle^prefix^suffix`` (PS3.5 6.2.1) -> HumanName (use official)."""
-    alphabetic = (pn or "").split("=")[0]
-    if not alphabetic.strip("^ "):
-        return None
-    parts = (alphabetic.split("^") + [""] * 5)[:5]
-    family, given, middle, prefix, suffix = (p.strip() for p in parts)
-    name: Json = {"use": "official", "text": " ".join(p for p in (prefix, given, middle, family, suffix) if p)}
-    if family:
-        name["family"] = family
-    givens = [g for g in (given, *middle.split(" ")) if g]
-    if givens:
-        name["given"] = givens
-    if prefix:
-        name["prefix"] = [prefix]
-    if suffix:
-        name["suffix"] = [suffix]
-    return name
-
-
-def dcm_coding(code: str) -> Json:
-    return {"system": DCM, "code": code}
-
-
-def issuer_system(issuer: str, qualifiers: list[Row]) -> str | None:
-    """Identifier.system of a Patient ID: the ISO OID / URI of the Issuer of Patient ID Qualifiers
-    (0010,0024) as ``urn:oid:``; a local namespace alone has no URI (the issuer goes to assigner)."""
-    for q in qualifiers:
-        uid, kind = _first(q, "00400032"), _first(q, "00400033")
-        if uid and kind == "ISO":
-            return f"urn:oid:{uid}"
-        if uid and kind in ("URI", "URL"):
-            return uid
-    return None
-
-
-def patient_identifier(patient_id: str, issuer: str, qualifiers: list[Row], *, use: str = "usual") -> Json:
-    ident: Json = {"use": use, "type": {"coding": [{"system": V2_0203, "code": "MR"}]}}
-    system = issuer_system(issuer, qualifiers)
-    if system:
-        ident["system"] = system
-    ident["value"] = patient_id
-    if issuer:
-        ident["assigner"] = {"display": issuer}
-    return ident
-
-
 # --------------------------------------------------------------------------- Patient
 def patient_from_attrs(resource_id: str, patient_id: str, issuer: str, attrs: Row, updated_at: datetime) -> Json:
     """Patient module as DICOM JSON (an order's patient attributes) -> Patient (mapping-reference 3.3)."""
     out: Json = {"resourceType": "Patient", "id": resource_id, "meta": meta(updated_at)}
-    idents = [patient_identifier(patient_id, issuer, _items(attrs, "00100024"))]
-    for other in _items(attrs, "00101002"):
-        pid, iss = _first(other, "00100020"), _first(other, "00100021")
+    idents = [patient_identifier(patient_id, issuer, seq_items(attrs, "00100024"))]
+    for other in seq_items(attrs, "00101002"):
+        pid, iss = first_text(other, "00100020"), first_text(other, "00100021")
         if pid and (pid, iss) != (patient_id, issuer):
-            ident = patient_identifier(pid, iss, _items(other, "00100024"), use="secondary")
+            ident = patient_identifier(pid, iss, seq_items(other, "00100024"), use="secondary")
             del ident["type"]
             idents.append(ident)
     out["identifier"] = idents
     out["active"] = True
-    name = human_name(_first(attrs, "00100010"))
+    name = human_name(first_text(attrs, "00100010"))
     if name:
         out["name"] = [name]
-    sex = _first(attrs, "00100040").strip().upper()
+    sex = first_text(attrs, "00100040").strip().upper()
     out["gender"] = GENDER.get(sex, "unknown") if sex else "unknown"
-    birth = dicom_date(_first(attrs, "00100030"))
+    birth = dicom_date(first_text(attrs, "00100030"))
     if birth:
         out["birthDate"] = birth
     return out
@@ -223,7 +133,7 @@ def dicomweb_endpoint(address: str, updated_at: datetime, resource_id: str = END
 # --------------------------------------------------------------------------- ImagingStudy
 def _accession_identifier(value: str, attrs: Row) -> Json:
     ident: Json = {"type": {"coding": [{"system": V2_0203, "code": "ACSN"}]}}
-    issuer = _items(attrs, "00080051")
+    issuer = seq_items(attrs, "00080051")
     if issuer:
         system = issuer_system("", issuer)
         if system:
@@ -308,9 +218,9 @@ def _instance_tags(inst: Row) -> dict[str, list[str]]:
                   for v in (meta.get(tag) or {}).get("Value") or []]
         if any(values):
             out[keyword] = values
-    concept = _items(meta, "0040A043")
-    if concept and _first(concept[0], "00080104"):
-        out["ConceptName"] = [_first(concept[0], "00080104")]
+    concept = seq_items(meta, "0040A043")
+    if concept and first_text(concept[0], "00080104"):
+        out["ConceptName"] = [first_text(concept[0], "00080104")]
     return out
 
 
@@ -404,8 +314,8 @@ def order_status_to_imaging_status(order_status: str, step_statuses: list[str]) 
 
 def _procedure(out: Json, attrs: Row) -> None:
     codes = []
-    for item in _items(attrs, "00321064"):  # Requested Procedure Code Sequence
-        code, scheme, meaning = _first(item, "00080100"), _first(item, "00080102"), _first(item, "00080104")
+    for item in seq_items(attrs, "00321064"):  # Requested Procedure Code Sequence
+        code, scheme, meaning = first_text(item, "00080100"), first_text(item, "00080102"), first_text(item, "00080104")
         if code:
             coding: Json = {"system": _scheme_uri(scheme), "code": code}
             if meaning:
@@ -413,7 +323,7 @@ def _procedure(out: Json, attrs: Row) -> None:
             codes.append({"coding": [coding], **({"text": meaning} if meaning else {})})
     if codes:
         out["procedureCode"] = codes
-    reason = _first(attrs, "00401002")
+    reason = first_text(attrs, "00401002")
     if reason:
         out["reasonCode"] = [{"text": reason}]
 
@@ -445,14 +355,14 @@ def order_to_imaging_study(order: Row, steps: list[Row], patient_ref: str, tz: t
     based_on = _based_on(order, accession, attrs)
     if based_on:
         out["basedOn"] = based_on
-    referrer = human_name(_first(attrs, "00080090"))
+    referrer = human_name(first_text(attrs, "00080090"))
     if referrer:
         out["referrer"] = {"display": referrer["text"]}
     out["endpoint"] = [{"reference": endpoint_ref}]
     out["numberOfSeries"] = 0
     out["numberOfInstances"] = 0
     _procedure(out, attrs)
-    description = _first(attrs, "00321060")
+    description = first_text(attrs, "00321060")
     if description:
         out["description"] = description
     return out

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.imagingstudy import ImagingStudy
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.servicerequest import ServiceRequest
@@ -36,6 +37,7 @@ LOCAL_SCHEME = "99LOCAL"
 MAX_LEN = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "UI": 64, "LT": 10240, "UT": 65535}
 _DT = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?")
 _UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+_UNKNOWN_CONTAINED = "a contained resource needs a known resourceType"
 MODELS: dict[str, Any] = {"ServiceRequest": ServiceRequest, "ImagingStudy": ImagingStudy, "Patient": Patient}
 
 
@@ -55,6 +57,8 @@ def validate(resource: Any, resource_type: str) -> None:  # noqa: ANN401 - parse
     ImagingStudy, Patient); FhirInputError("invalid") naming the first bad element."""
     if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
         raise FhirInputError("invalid", f"a {resource_type} resource is required", resource_type)
+    if not _contained_known(resource):
+        raise FhirInputError("invalid", _UNKNOWN_CONTAINED, f"{resource_type}.contained")
     try:
         MODELS[resource_type].model_validate(resource)
     except ValidationError as exc:
@@ -63,6 +67,29 @@ def validate(resource: Any, resource_type: str) -> None:  # noqa: ANN401 - parse
         raise FhirInputError("invalid", f"{err['type']}: {err['msg']}"[:200], f"{resource_type}.{path}") from None
     except ValueError as exc:
         raise FhirInputError("invalid", str(exc)[:200], resource_type) from None
+    except (TypeError, KeyError):  # fhir_core's own failure on a resourceType it cannot look up
+        raise FhirInputError("invalid", _UNKNOWN_CONTAINED, f"{resource_type}.contained") from None
+
+
+def _contained_known(resource: dict[str, Any]) -> bool:
+    """R4 json.html: every resource, a contained one too, names its (concrete) type in ``resourceType``
+    (R4 references.html, contained resources). The R4B models take a contained object without one, or with
+    the abstract ``Resource`` / ``DomainResource``, as a bare Resource, and fail with TypeError / KeyError
+    (fhir_core) on an unknown one. Items that are not objects are left to the models."""
+    items = resource.get("contained")
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and not (_concrete_resource(item.get("resourceType")) and _contained_known(item)):
+            return False
+    return True
+
+
+def _concrete_resource(name: Any) -> bool:  # noqa: ANN401 - parsed JSON
+    if type(name) is not str or name in ("Resource", "DomainResource"):
+        return False
+    try:
+        return bool(get_fhir_model_class(name).has_resource_base())
+    except ValueError:  # not an R4B model name
+        return False
 
 
 def fit(value: str, vr: str, expression: str) -> str:

@@ -21,7 +21,8 @@ from hub.domain.query import Condition, Match
 from hub.errors import HubError
 from hub.services.fhir_orders import FhirOrderService
 from hub.services.ingest import Origin
-from mappings.fhir_to_order import FhirOrderPolicy, plainly_valid
+from mappings.fhir_structure import plainly_valid
+from mappings.fhir_to_order import FhirOrderPolicy
 from mappings.fhir_values import validate
 from tests.conftest import dcmtk, dcmtk_env
 from tests.synthetic import write_series

@@ -27,7 +27,8 @@ from interfaces.http.fhir.common import (
     searchset,
 )
 from interfaces.http.fhir.endpoint import current_endpoint
-from mappings.dicom_to_fhir import DCM, DICOM_UID, ENDPOINT_ID
+from mappings.dicom_to_fhir import DICOM_UID, ENDPOINT_ID
+from mappings.dicom_to_fhir_values import DCM
 
 SORTS = {"started", "_lastUpdated", "_id"}
 # ServiceRequest id -> Study Instance UIDs it requested: filled by the ServiceRequest provider, so
