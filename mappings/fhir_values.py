@@ -238,19 +238,22 @@ def date_range(value: str) -> tuple[datetime, datetime]:
         raise FhirInputError("value", "not a FHIR date/dateTime", "authored")
     year, month, day, hour, minute, second, frac, zone = m.groups()
     y = int(year)
-    if not month:
-        return datetime(y, 1, 1), datetime(y + 1, 1, 1)
-    mo = int(month)
-    if not day:
-        return datetime(y, mo, 1), datetime(y + (mo == 12), mo % 12 + 1, 1)
     try:
+        if not month:
+            return datetime(y, 1, 1), datetime(y + 1, 1, 1)
+        mo = int(month)
+        if not day:
+            return datetime(y, mo, 1), datetime(y + (mo == 12), mo % 12 + 1, 1)
         start = datetime(y, mo, int(day), int(hour or 0), int(minute or 0), int(second or 0),
                          int(((frac or ".0")[1:] + "000000")[:6]))
-    except ValueError:
+    except (ValueError, OverflowError):  # month 13, day 31 of a 30-day month, year 9999 + 1 ...
         raise FhirInputError("value", "impossible date/time", "authored") from None
     step = timedelta(days=1) if not hour else timedelta(minutes=1) if not second else \
         timedelta(seconds=1) if not frac else timedelta(microseconds=1)
-    if zone and zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        start -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-    return start, start + step
+    try:
+        if zone and zone != "Z":
+            sign = 1 if zone[0] == "+" else -1
+            start -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+        return start, start + step
+    except OverflowError:  # past year 9999 in UTC
+        raise FhirInputError("value", "impossible date/time", "authored") from None

@@ -214,7 +214,7 @@ def test_registered_imaging_study_schedules_and_reschedules(api: Http, hub: Any,
     from hub.domain.query import Condition, Match
 
     (item,) = hub.worklist.find([Condition("AccessionNumber", Match.SINGLE, "ACC-FHIR-IS")])
-    cancelled = http.put(f"{base}/ImagingStudy/{body['id']}", json={**study, "status": "cancelled"},
+    cancelled = http.put(f"{base}/ImagingStudy/{body['id']}", json={**study, "id": body["id"], "status": "cancelled"},
                          headers={"Content-Type": "application/fhir+json", "If-Match": created.headers["ETag"]})
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
     r4.check(cancelled.json())

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mappings.fhir_to_order import imaging_study_to_order
-from mappings.fhir_values import FhirInputError, validate
+from mappings.fhir_values import FhirInputError, date_range, validate
 
 PATIENT = {"resourceType": "Patient", "id": "p", "identifier": [{"system": "urn:oid:1.2.3", "value": "PID1"}]}
 BODIES: dict[str, dict[str, Any]] = {
@@ -76,3 +76,10 @@ def test_imaging_study_with_untyped_contained_is_not_scheduled():
         imaging_study_to_order({**study, "contained": [{"id": "d", "deviceName": [{"name": "US1",
                                                                                    "type": "user-friendly-name"}]}]})
     assert (exc.value.code, exc.value.expression) == ("invalid", "ImagingStudy.contained")
+
+
+@pytest.mark.parametrize("value", ["2025-13", "2025-00", "2025-02-30", "9999-12-31T23:59:59-14:00", "2025-13-01"])
+def test_date_range_refuses_impossible_dates(value: str):
+    """A search date that cannot exist is the caller's error (400), not a ValueError (500)."""
+    with pytest.raises(FhirInputError):
+        date_range(value)

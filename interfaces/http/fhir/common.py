@@ -80,19 +80,34 @@ def register(support: ResourceSupport) -> ResourceSupport:
 class FhirError(Exception):
     """An error answered as an OperationOutcome (issue.code from the R4 IssueType value set)."""
 
-    def __init__(self, status: int, diagnostics: str, code: str = "processing", severity: str = "error") -> None:
+    def __init__(self, status: int, diagnostics: str, code: str = "processing", severity: str = "error",
+                 expression: str | None = None) -> None:
         super().__init__(diagnostics)
         self.status, self.diagnostics, self.code, self.severity = status, diagnostics, code, severity
+        self.expression = expression  # the offending element as a simple FHIRPath (issue.expression)
 
 
 ISSUE_BY_STATUS = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
                    406: "not-supported", 409: "conflict", 410: "deleted", 412: "conflict", 415: "not-supported",
-                   422: "processing"}
+                   422: "business-rule"}
+# issue.expression is "a simple subset of FHIRPath": element names, [index] and the child accessor.
+_PATH_STEP = re.compile(r"[A-Za-z][A-Za-z0-9]*(\[[0-9]+\])?")
 
 
-def outcome(diagnostics: str, code: str, severity: str = "error") -> Json:
-    return {"resourceType": "OperationOutcome",
-            "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}]}
+def outcome(diagnostics: str, code: str, severity: str = "error", expression: str | None = None) -> Json:
+    issue: Json = {"severity": severity, "code": code, "diagnostics": diagnostics}
+    if expression:
+        issue["expression"] = [expression]
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def fhir_path(attribute: str | None) -> str | None:
+    """A HubError's ``attribute`` as issue.expression when it names a FHIR element (``ServiceRequest.contained.0``
+    -> ``ServiceRequest.contained[0]``); None for anything else (an HL7 field, a header name)."""
+    steps = re.sub(r"\.([0-9]+)(?=\.|$)", r"[\1]", attribute or "").split(".")
+    if len(steps) < 2 or steps[0] not in REGISTRY or not all(_PATH_STEP.fullmatch(x) for x in steps):
+        return None
+    return ".".join(steps)
 
 
 def fhir_response(body: Json, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -109,7 +124,7 @@ def fhir_response(body: Json, status: int = 200, headers: dict[str, str] | None 
 
 
 def error_response(err: FhirError) -> Response:
-    return fhir_response(outcome(err.diagnostics, err.code, err.severity), err.status)
+    return fhir_response(outcome(err.diagnostics, err.code, err.severity, err.expression), err.status)
 
 
 def _format() -> str:
@@ -136,7 +151,8 @@ def _fhir_error(err: FhirError) -> Response:
 
 @bp.errorhandler(HubError)
 def _hub_error(err: HubError) -> Response:
-    resp = _fhir_error(FhirError(err.http_status, err.message, ISSUE_BY_STATUS.get(err.http_status, "processing")))
+    resp = _fhir_error(FhirError(err.http_status, err.message, ISSUE_BY_STATUS.get(err.http_status, "processing"),
+                                 expression=fhir_path(err.attribute)))
     if type(err).__name__ == "InsufficientScope":  # RFC 6750 3.1
         resp.headers["WWW-Authenticate"] = 'Bearer error="insufficient_scope"'
     return resp
@@ -226,12 +242,15 @@ def parse_search(resource_type: str, sorts: set[str] | None = None) -> Search:
         elif name == "_summary" and value == "count":
             s.count = 0
         elif name == "_sort":
+            applied = []
             for item in (v.strip() for v in value.split(",") if v.strip()):
                 if item.lstrip("-") in (sorts or set()):
                     s.sort.append((item.lstrip("-"), item.startswith("-")))
+                    applied.append(item)
                 else:
                     problems.append(f"_sort by {item} is not supported")
-            s.used.append((key, value))
+            if applied:  # the self link lists what was applied only (search.html#errors)
+                s.used.append((key, ",".join(applied)))
         elif name == "_include" and not modifier:
             if value in support.includes:
                 s.includes.append(value)
@@ -336,12 +355,14 @@ def searchset(resource_type: str, s: Search, resources: list[Json], total: int, 
 
     links = [link("self", s.offset)]
     if s.count > 0:
+        # Pages keep the grid of the asked offset: from _offset=1&_count=2 of 4, next and last are both 3.
+        last = max(s.offset + (max(total, 1) - 1 - s.offset) // s.count * s.count, 0)
         links.append(link("first", 0))
-        if s.offset > 0:
-            links.append(link("previous", max(s.offset - s.count, 0)))
+        if s.offset > 0:  # from past the end, the previous page is the last one
+            links.append(link("previous", max(min(s.offset - s.count, last), 0)))
         if s.offset + s.count < total:
             links.append(link("next", s.offset + s.count))
-        links.append(link("last", max((total - 1) // s.count * s.count, 0)))
+        links.append(link("last", last))
     entries = [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
                for r in resources]
     entries += [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "include"}}

@@ -10,6 +10,21 @@ from flask import Response
 
 from interfaces.http.fhir.common import REGISTRY, bp, fhir_base, fhir_response, hub
 
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
+def security(bearer: bool, cors: bool) -> dict[str, Any]:
+    """CapabilityStatement.rest.security: Basic always; OAuth and SMART-on-FHIR when bearer JWTs are configured
+    (SMART App Launch 2.x scopes decide what a token may do, see interfaces.http.fhir.auth)."""
+    codes = ["Basic", *(["OAuth", "SMART-on-FHIR"] if bearer else [])]
+    text = "HTTP Basic, as every rishub route."
+    if bearer:
+        text = ("HTTP Basic, or an OAuth2 bearer JWT (RFC 6750) from the configured issuer: SMART v1 and v2 scopes "
+                "(patient/, user/, system/; .read/.write, .cruds) decide what it may do, a patient/ scope only for "
+                "the token's patient claim.")
+    return {"cors": cors, "service": [{"coding": [{"system": SECURITY_SERVICE, "code": c}]} for c in codes],
+            "description": text}
+
 
 def capability_statement() -> dict[str, Any]:
     h = hub()
@@ -38,12 +53,11 @@ def capability_statement() -> dict[str, Any]:
         "fhirVersion": "4.0.1", "format": ["json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": ("Searches: repeated parameter = AND, comma = OR; unknown parameters are a 400 "
-                              "OperationOutcome unless 'Prefer: handling=lenient'. Paging: _count, _offset."),
-            "security": {"cors": bool(h.settings.http.cors_origins),
-                         "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                                                  "code": "Basic"}]}],
-                         "description": "HTTP Basic or an OAuth2 bearer JWT, as every rishub route."},
+            "documentation": ("Searches: repeated parameter = AND, comma = OR (except where a 400 says it is not "
+                              "supported: several patients or authored dates at once in ServiceRequest); unknown "
+                              "parameters are a 400 OperationOutcome unless 'Prefer: handling=lenient'. Paging: "
+                              "_count, _offset."),
+            "security": security(h.auth.bearer_enabled, bool(h.settings.http.cors_origins)),
             "resource": resources,
         }],
     }

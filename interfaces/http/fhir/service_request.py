@@ -20,6 +20,7 @@ from interfaces.http.fhir.common import (
     REGISTRY,
     FhirError,
     ResourceSupport,
+    Search,
     SearchParam,
     authorize,
     bp,
@@ -51,21 +52,52 @@ register(ResourceSupport(
 
 
 REGISTRY["ImagingStudy"].interactions.extend(["create", "update"])
+REGISTRY["ImagingStudy"].extra.update({"conditionalCreate": True, "updateCreate": False})  # If-None-Exist honoured
 
 
 def _orders() -> Any:  # noqa: ANN401 - hub.services.fhir_orders.FhirOrderService
     return hub().fhir_orders
 
 
-def _writer(resource_type: str, interaction: str) -> None:
+def _writer(resource_type: str, interaction: str) -> set[str] | None:
     """Writes: SMART scopes decide for bearer tokens that carry them; otherwise (Basic, tokens without
-    SMART scopes) the hub's own roles: ``uploader`` or ``admin`` may place orders, ``user`` may not."""
-    authorize(resource_type, interaction)
+    SMART scopes) the hub's own roles: ``uploader`` or ``admin`` may place orders, ``user`` may not.
+    Returns the Patient ids a ``patient/`` scope limits the write to (None: any patient)."""
+    allowed = authorize(resource_type, interaction)
     principal = current_principal()
     if principal.via == "bearer" and parse_scopes(scope_claim(principal.claims)).smart:
-        return
+        return allowed
     if not principal.has("uploader"):
         raise FhirError(403, "placing orders needs the 'uploader' role or a SMART write scope", "forbidden")
+    return allowed
+
+
+def _own_subject(body: dict[str, Any], allowed: set[str] | None) -> None:
+    """A ``patient/`` write scope covers the launch patient only (SMART App Launch 2.x, scopes and launch
+    context): the body must name it as ``subject: {"reference": "Patient/<id>"}`` and that Patient must be
+    known here (an identifier or a contained Patient could name anyone). 403 otherwise."""
+    if allowed is None:
+        return
+    subject = body.get("subject") if isinstance(body.get("subject"), dict) else {}
+    ref = str(subject.get("reference") or "")
+    rid = ref.removeprefix("Patient/") if ref.startswith("Patient/") else ""
+    if rid not in allowed or "identifier" in subject or hub().fhir.read_patient(rid) is None:
+        raise FhirError(403, "a patient-context token may write only for its own patient, named as the subject "
+                        "reference Patient/<id>", "forbidden")
+
+
+def _own_resource(resource: dict[str, Any], allowed: set[str] | None) -> None:
+    """An existing order (or study) outside a ``patient/`` scope's patient: 403, told without its content."""
+    if not _visible(resource, allowed):
+        raise FhirError(403, "the resource belongs to another patient than the token's", "forbidden")
+
+
+def _no_id_mismatch(body: dict[str, Any], rid: str) -> None:
+    """R4 http.html#update: the body SHALL carry an ``id`` equal to the URL's (400 otherwise)."""
+    if "id" not in body:
+        raise FhirError(400, "an update must carry the resource id", "required")
+    if body["id"] != rid:
+        raise FhirError(400, "the resource id differs from the URL", "invalid")
 
 
 def _body(resource_type: str) -> dict[str, Any]:
@@ -100,16 +132,32 @@ def _history_url(resource: dict[str, Any]) -> str:
 @bp.post("/ServiceRequest")
 @requires("user")
 def create_service_request() -> Response:
-    _writer("ServiceRequest", "create")
-    resource, created = _orders().create(_body("ServiceRequest"), request.headers.get("If-None-Exist"))
+    allowed = _writer("ServiceRequest", "create")
+    body = _body("ServiceRequest")
+    _own_subject(body, allowed)
+    resource, created = _orders().create(body, request.headers.get("If-None-Exist"))
+    if not created:  # an If-None-Exist match is shown only when it is the token's patient's
+        _own_resource(resource, allowed)
     return _written(resource, 201 if created else 200, _history_url(resource))
 
 
 @bp.put("/ServiceRequest/<rid>")
 @requires("user")
 def update_service_request(rid: str) -> Response:
-    _writer("ServiceRequest", "update")
-    resource = _orders().update(rid, _body("ServiceRequest"), request.headers.get("If-Match"))
+    allowed = _writer("ServiceRequest", "update")
+    body = _body("ServiceRequest")
+    _no_id_mismatch(body, rid)
+    _own_subject(body, allowed)
+    if allowed is not None:  # another patient's order reads as unknown, as GET says
+        try:
+            visible = _visible(_orders().read(rid), allowed)
+        except HubError as exc:
+            if exc.http_status != 404:
+                raise
+            visible = True  # unknown: update() answers 404
+        if not visible:
+            raise FhirError(404, f"ServiceRequest/{rid} is not known", "not-found")
+    resource = _orders().update(rid, body, request.headers.get("If-Match"))
     return _written(resource, 200, _history_url(resource))
 
 
@@ -134,35 +182,79 @@ def read_service_request(rid: str) -> Response:
     return resource_response(resource)
 
 
+REQUEST_STATUS = "http://hl7.org/fhir/request-status"
+MAX_MATCHES = 1000  # orders one identifier token may match (the service's own limit)
+
+
+def _statuses(s: Search) -> set[str] | None:
+    """``status``: a comma list is OR, repeats are AND (R4 search.html#combining); a token's system must be
+    request-status (``system|code``), ``|code`` (no system) matches nothing. None: no status asked."""
+    wanted: set[str] | None = None
+    for vals in s.values("status"):
+        codes = set()
+        for v in vals:
+            system, sep, code = v.rpartition("|")
+            if not sep or system == REQUEST_STATUS:
+                codes.add(code)
+        wanted = codes if wanted is None else wanted & codes
+    return wanted
+
+
+def _patients(s: Search, allowed: set[str] | None) -> set[str] | None:
+    """``patient``/``subject``: OR within a value list, AND across repeats, within what the token may see."""
+    wanted: set[str] | None = None
+    for name in ("patient", "subject"):
+        for vals in s.values(name):
+            ids = {rid for v in vals if (rid := parse_reference(v, "Patient"))}
+            wanted = ids if wanted is None else wanted & ids
+    if allowed is not None:
+        wanted = set(allowed) if wanted is None else wanted & allowed
+    return wanted
+
+
 @bp.get("/ServiceRequest")
 def search_service_request() -> Response:
+    """Search by patient, identifier, status and authored, each a comma list (OR) and repeatable (AND)."""
     allowed = authorize("ServiceRequest", "search")
     s = parse_search("ServiceRequest")
-    kw: dict[str, Any] = {"count": s.count, "offset": s.offset}
-    patients = [parse_reference(v, "Patient") for name in ("patient", "subject") for vals in s.values(name)
-                for v in vals]
-    if allowed is not None:
-        patients = [p for p in patients if p in allowed] if patients else sorted(allowed)
-        if not patients:
-            return fhir_response(searchset("ServiceRequest", s, [], 0, []))
-    if patients:
-        keys = hub().fhir.patient_keys(patients[0] or "")
+    empty = fhir_response(searchset("ServiceRequest", s, [], 0, []))
+    kw: dict[str, Any] = {}
+    patients = _patients(s, allowed)
+    if patients is not None:
+        if len(patients) > 1:
+            raise FhirError(400, "ServiceRequest search takes one patient at a time (patient=a,b is not supported)",
+                            "not-supported")
+        keys = hub().fhir.patient_keys(next(iter(patients))) if patients else []
         if not keys:
-            return fhir_response(searchset("ServiceRequest", s, [], 0, []))
+            return empty
         kw["patient_id"], kw["patient_issuer"] = keys[0].patient_id, keys[0].issuer
-    for vals in s.values("identifier"):
-        kw["identifier"] = vals[0]
-    statuses = [v for vals in s.values("status") for v in vals]
-    if statuses:
-        kw["status"] = ",".join(statuses)
+    statuses = _statuses(s)
+    if statuses is not None:
+        if not statuses:
+            return empty
+        kw["status"] = ",".join(sorted(statuses))
     authored = []
     for vals in s.values("authored"):
-        for v in vals:
-            prefix = v[:2] if v[:2].isalpha() else "eq"
-            authored.append((prefix, v[2:] if v[:2].isalpha() else v))
+        if len(vals) > 1:
+            raise FhirError(400, "authored takes one value per parameter (repeat it for AND); OR lists are not "
+                            "supported", "not-supported")
+        v = vals[0]
+        prefix = v[:2] if v[:2].isalpha() else "eq"
+        authored.append((prefix, v[2:] if v[:2].isalpha() else v))
     kw["authored"] = authored
-    page, total = _orders().search(**kw)
-    return fhir_response(searchset("ServiceRequest", s, page, total, []))
+    tokens = s.values("identifier")
+    if not tokens:
+        page, total = _orders().search(count=s.count, offset=s.offset, **kw)
+        return fhir_response(searchset("ServiceRequest", s, page, total, []))
+    found: dict[str, dict[str, Any]] | None = None
+    for vals in tokens:  # each repeat: the orders carrying any of its tokens; repeats intersect
+        hits: dict[str, dict[str, Any]] = {}
+        for token in vals:
+            matches, _ = _orders().search(identifier=token, count=MAX_MATCHES, offset=0, **kw)
+            hits.update((m["id"], m) for m in matches)
+        found = hits if found is None else {k: v for k, v in found.items() if k in hits}
+    ordered = sorted((found or {}).values(), key=lambda r: int(r["id"]))
+    return fhir_response(searchset("ServiceRequest", s, ordered[s.offset:s.offset + s.count], len(ordered), []))
 
 
 def _studies_of(rid: str) -> list[str] | None:
@@ -182,12 +274,15 @@ imaging_study.SERVICE_REQUEST_STUDIES.append(_studies_of)
 @requires("user")
 def create_imaging_study() -> Response:
     """An ImagingStudy with status ``registered`` schedules its study (the IHE imaging-service-request IG)."""
-    _writer("ImagingStudy", "create")
+    allowed = _writer("ImagingStudy", "create")
     body = _body("ImagingStudy")
+    _own_subject(body, allowed)
     if body.get("status") != "registered":
         raise FhirError(422, "only an ImagingStudy with status registered can be created: it schedules a study",
                         "business-rule")
     order, created = _orders().schedule_imaging_study(body, request.headers.get("If-None-Exist"))
+    if not created:
+        _own_resource(order, allowed)
     study = hub().fhir.read_imaging_study(f"o-{order['id']}")
     if study is None:
         uid = next((i["value"].removeprefix("urn:oid:") for i in order.get("identifier", [])
@@ -201,15 +296,15 @@ def create_imaging_study() -> Response:
 def update_imaging_study(rid: str) -> Response:
     """Reschedule (status ``registered``) or cancel (``cancelled``) a scheduled study; a study with
     images is the archive's and is not changed over FHIR (422)."""
-    _writer("ImagingStudy", "update")
+    allowed = _writer("ImagingStudy", "update")
     body = _body("ImagingStudy")
+    _own_subject(body, allowed)
     current = hub().fhir.read_imaging_study(rid)
-    if current is None:
+    if current is None or not _visible(current, allowed):
         raise FhirError(404, f"ImagingStudy/{rid} is not known", "not-found")
     if current["status"] not in ("registered", "cancelled") or not rid.startswith("o-"):
         raise FhirError(422, "only a scheduled study (no images yet) can be updated", "business-rule")
-    if body.get("id") not in (None, rid):
-        raise FhirError(400, "the resource id differs from the URL", "invalid")
+    _no_id_mismatch(body, rid)
     check_if_match(current)
     if body.get("status") not in ("registered", "cancelled", "entered-in-error"):
         raise FhirError(422, "status must be registered, cancelled or entered-in-error", "business-rule")
