@@ -19,7 +19,7 @@ Value conversions (DA/TM, PN, Patient ID + issuer, code tables) are in ``mapping
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -41,6 +41,7 @@ from mappings.dicom_to_fhir_values import (
     first_text,
     human_name,
     issuer_system,
+    offset_of,
     patient_identifier,
     seq_items,
 )
@@ -79,8 +80,10 @@ def meta(updated_at: datetime) -> Json:
 
 
 # --------------------------------------------------------------------------- Patient
-def patient_from_attrs(resource_id: str, patient_id: str, issuer: str, attrs: Row, updated_at: datetime) -> Json:
-    """Patient module as DICOM JSON (an order's patient attributes) -> Patient (mapping-reference 3.3)."""
+def patient_from_attrs(resource_id: str, patient_id: str, issuer: str, attrs: Row, updated_at: datetime,
+                       replaces: Sequence[str] = ()) -> Json:
+    """Patient module as DICOM JSON (an order's patient attributes) -> Patient (mapping-reference 3.3);
+    ``replaces``: ids of the identities merged into this one (ADT^A40), linked ``replaces`` (R4 Patient.link)."""
     out: Json = {"resourceType": "Patient", "id": resource_id, "meta": meta(updated_at)}
     idents = [patient_identifier(patient_id, issuer, seq_items(attrs, "00100024"))]
     for other in seq_items(attrs, "00101002"):
@@ -99,10 +102,13 @@ def patient_from_attrs(resource_id: str, patient_id: str, issuer: str, attrs: Ro
     birth = dicom_date(first_text(attrs, "00100030"))
     if birth:
         out["birthDate"] = birth
+    if replaces:
+        out["link"] = [{"other": {"reference": f"Patient/{rid}"}, "type": "replaces"} for rid in replaces]
     return out
 
 
-def archive_patient_to_patient(row: Row, issuer: str = "", order_attrs: Row | None = None) -> Json:
+def archive_patient_to_patient(row: Row, issuer: str = "", order_attrs: Row | None = None,
+                               replaces: Sequence[str] = ()) -> Json:
     """An archive ``patients`` row (Orthanc MainDicomTags) -> Patient; the order's patient module,
     when there is one, adds identifiers (issuer, other IDs). Demographics are the archive's (ADT
     updates both)."""
@@ -110,12 +116,15 @@ def archive_patient_to_patient(row: Row, issuer: str = "", order_attrs: Row | No
     attrs["00100010"] = {"vr": "PN", "Value": [{"Alphabetic": row.get("patient_name") or ""}]}
     attrs["00100030"] = {"vr": "DA", "Value": [row.get("birth_date") or ""]}
     attrs["00100040"] = {"vr": "CS", "Value": [row.get("sex") or ""]}
-    return patient_from_attrs(str(row["public_id"]), str(row["patient_id"]), issuer, attrs, row["updated_at"])
+    return patient_from_attrs(str(row["public_id"]), str(row["patient_id"]), issuer, attrs, row["updated_at"],
+                              replaces)
 
 
-def merged_patient(resource_id: str, prior_id: str, prior_issuer: str, survivor_id: str, merged_at: datetime) -> Json:
-    """The identity retired by ADT^A40 (mapping-reference 1.5): inactive, ``link`` replaced-by the survivor."""
-    ident = patient_identifier(prior_id, prior_issuer, [], use="old")
+def merged_patient(resource_id: str, prior_id: str, prior_issuer: str, survivor_id: str, merged_at: datetime,
+                   qualifiers: Sequence[Row] = ()) -> Json:
+    """The identity retired by ADT^A40 (mapping-reference 1.5): inactive, ``link`` replaced-by the survivor
+    (R4 Patient.link); ``qualifiers``: the issuer's (0010,0024) items, which give the identifier's system."""
+    ident = patient_identifier(prior_id, prior_issuer, list(qualifiers), use="old")
     return {"resourceType": "Patient", "id": resource_id, "meta": meta(merged_at), "identifier": [ident],
             "active": False, "link": [{"other": {"reference": f"Patient/{survivor_id}"}, "type": "replaced-by"}]}
 
@@ -165,7 +174,7 @@ def _study_head(resource_id: str, status: str, study_uid: str, accession: str, a
     return out
 
 
-def _series_json(series: Row, instances: list[Row], endpoint_ref: str, tz: tzinfo | None) -> Json:
+def _series_json(series: Row, instances: list[Row], endpoint_ref: str, tz: tzinfo | None, offset: str) -> Json:
     tags = json.loads(series.get("main_tags") or "{}")
     out: Json = {"uid": series["series_uid"]}
     if series.get("series_number") is not None:
@@ -182,7 +191,8 @@ def _series_json(series: Row, instances: list[Row], endpoint_ref: str, tz: tzinf
     laterality = _laterality(tags, inst_tags)
     if laterality:
         out["laterality"] = laterality
-    started = dicom_datetime(series.get("series_date") or tags.get("SeriesDate"), series.get("series_time"), tz)
+    started = dicom_datetime(series.get("series_date") or tags.get("SeriesDate"), series.get("series_time"), tz,
+                             offset)
     if started:
         out["started"] = started
     performers = _performers(tags, inst_tags)
@@ -266,7 +276,9 @@ def archive_study_to_imaging_study(study: Row, patient_ref: str, series: list[Ro
                                    instances: Mapping[int, list[Row]], order: Row | None, tz: tzinfo | None,
                                    endpoint_ref: str = f"Endpoint/{ENDPOINT_ID}") -> Json:
     """A stored study (``studies`` row, its series and instances; the order of the same Study UID if
-    any) -> ImagingStudy with status ``available`` (mapping-reference 3.1)."""
+    any) -> ImagingStudy with status ``available`` (mapping-reference 3.1). ``study["tz_offset"]``: Timezone
+    Offset From UTC (0008,0201) of the stored instances, which places Study/Series Date and Time (PS3.3
+    C.12.1.1.8); without it they are in the hub's zone ``tz``."""
     updated = study["updated_at"]
     if order is not None and order["updated_at"] > updated:
         updated = order["updated_at"]
@@ -279,7 +291,8 @@ def archive_study_to_imaging_study(study: Row, patient_ref: str, series: list[Ro
     if mods:
         out["modality"] = [dcm_coding(m) for m in mods]
     out["subject"] = {"reference": patient_ref}
-    started = dicom_datetime(study.get("study_date"), study.get("study_time"), tz)
+    offset = str(study.get("tz_offset") or "")
+    started = dicom_datetime(study.get("study_date"), study.get("study_time"), tz, offset)
     if started:
         out["started"] = started
     based_on = _based_on(order, accession, order_attrs)
@@ -291,7 +304,8 @@ def archive_study_to_imaging_study(study: Row, patient_ref: str, series: list[Ro
             out["referrer"] = {"display": name["text"]}
     out["endpoint"] = [{"reference": endpoint_ref}]
     series_json = [_series_json(s, sorted(instances.get(s["pk"], []), key=lambda i: (
-        i.get("instance_number") is None, i.get("instance_number") or 0, i["sop_instance_uid"])), endpoint_ref, tz)
+        i.get("instance_number") is None, i.get("instance_number") or 0, i["sop_instance_uid"])), endpoint_ref, tz,
+        offset)
         for s in ordered]
     out["numberOfSeries"] = len(series_json)
     out["numberOfInstances"] = sum(s["numberOfInstances"] for s in series_json)
@@ -338,7 +352,8 @@ def order_to_imaging_study(order: Row, steps: list[Row], patient_ref: str, tz: t
                            endpoint_ref: str = f"Endpoint/{ENDPOINT_ID}") -> Json:
     """An order whose study has no stored images yet -> ImagingStudy ``registered``/``cancelled``
     (the IHE Imaging ServiceRequest IG pre-created ImagingStudy): Study UID, accession, planned
-    modalities and the earliest scheduled step start."""
+    modalities and the earliest scheduled step start, placed by the order's Timezone Offset From UTC
+    (0008,0201) when it has one (HL7 TQ1-7 / occurrenceDateTime offset), else in the hub's zone ``tz``."""
     attrs = json.loads(order["attrs"])
     updated = max([order["updated_at"], *(s["updated_at"] for s in steps)])
     status = order_status_to_imaging_status(order.get("status") or "", [s["status"] for s in steps])
@@ -349,7 +364,7 @@ def order_to_imaging_study(order: Row, steps: list[Row], patient_ref: str, tz: t
         out["modality"] = [dcm_coding(m) for m in mods]
     out["subject"] = {"reference": patient_ref}
     starts = sorted((s["start_date"], s["start_time"]) for s in steps if s.get("start_date"))
-    started = dicom_datetime(starts[0][0], starts[0][1], tz) if starts else None
+    started = dicom_datetime(starts[0][0], starts[0][1], tz, offset_of(attrs)) if starts else None
     if started:
         out["started"] = started
     based_on = _based_on(order, accession, attrs)

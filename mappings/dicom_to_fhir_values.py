@@ -10,7 +10,7 @@ AdministrativeGender. Values are read from DICOM JSON (PS3.18 F.2).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, time, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -35,27 +35,63 @@ Row = Mapping[str, Any]
 Json = dict[str, Any]
 
 
-def dicom_datetime(da: str | None, tm: str | None, tz: tzinfo | None) -> str | None:
-    """DA + TM (PS3.5 6.2) -> FHIR dateTime. A time without offset is in the hub's zone ``tz``
-    (``None``: the system's local zone, with its DST rule for that day) - mapping-reference 3.2 decision."""
+def utc_offset(value: str | None) -> tzinfo | None:
+    """``&ZZXX`` (Timezone Offset From UTC (0008,0201), or the tail of a DT, PS3.5 6.2) -> tzinfo; None when
+    absent or not a valid offset (-12:00 .. +14:00)."""
+    text = (value or "").strip()
+    if len(text) != 5 or text[0] not in "+-" or not text[1:].isdigit():
+        return None
+    hours, minutes = int(text[1:3]), int(text[3:])
+    delta = timedelta(hours=hours, minutes=minutes) * (-1 if text[0] == "-" else 1)
+    if minutes >= 60 or not timedelta(hours=-12) <= delta <= timedelta(hours=14):
+        return None
+    return timezone(delta)
+
+
+def dicom_instant(da: str | None, tm: str | None, offset: str | None, tz: tzinfo | None) -> datetime | None:
+    """DA + TM (PS3.5 6.2) as an aware moment, or None without a usable date and time. The zone, per PS3.3
+    C.12.1.1.8: an offset carried by the value itself (a DT-style ``&ZZXX`` tail on ``tm``) wins, else
+    Timezone Offset From UTC (0008,0201) ``offset``, else the hub's zone ``tz`` (``None``: the system's local
+    zone with its DST rule for that day) - mapping-reference 3.2 decision."""
     da = (da or "").strip()
     if len(da) != 8 or not da.isdigit():
         return None
-    try:
-        day = date(int(da[:4]), int(da[4:6]), int(da[6:]))
-    except ValueError:
-        return None
     tm = (tm or "").strip().replace(":", "")
+    own = utc_offset(tm[-5:]) if len(tm) > 5 and tm[-5] in "+-" else None
+    if own is not None:
+        tm = tm[:-5]
     whole, _, frac = tm.partition(".")
     if not whole.isdigit() or len(whole) < 2:
-        return day.isoformat()
+        return None
     try:
         micro = int((frac + "000000")[:6]) if frac.isdigit() else 0
-        local = datetime.combine(day, time(int(whole[:2]), int(whole[2:4] or 0), min(int(whole[4:6] or 0), 59), micro))
+        local = datetime(int(da[:4]), int(da[4:6]), int(da[6:]), int(whole[:2]), int(whole[2:4] or 0),
+                         min(int(whole[4:6] or 0), 59), micro)
     except ValueError:
-        return day.isoformat()
-    aware = local.replace(tzinfo=tz) if tz is not None else local.astimezone()
-    return aware.isoformat(timespec="milliseconds" if micro else "seconds")
+        return None
+    zone = own or utc_offset(offset) or tz
+    return local.replace(tzinfo=zone) if zone is not None else local.astimezone()
+
+
+def dicom_datetime(da: str | None, tm: str | None, tz: tzinfo | None, offset: str | None = None) -> str | None:
+    """DA + TM (PS3.5 6.2) -> FHIR dateTime (R4 datatypes.html: a time needs a zone); the zone as in
+    :func:`dicom_instant`; a date without (usable) time stays a date."""
+    day = dicom_date(da)
+    if day is None or len(day) != 10:
+        return None
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        return None
+    aware = dicom_instant(da, tm, offset, tz)
+    if aware is None:
+        return day
+    return aware.isoformat(timespec="milliseconds" if aware.microsecond else "seconds")
+
+
+def offset_of(attrs: Row) -> str:
+    """Timezone Offset From UTC (0008,0201) of a DICOM JSON object, ``""`` when absent."""
+    return first_text(attrs, "00080201").strip()
 
 
 def dicom_date(da: str | None) -> str | None:

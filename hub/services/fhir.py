@@ -1,8 +1,15 @@
 """FHIR R4 read side (issue 7): ImagingStudy and Patient read/search over the archive and the orders.
 
 Resources are built by ``mappings.dicom_to_fhir`` from the rows of :class:`hub.store.fhir.FhirRepository`;
-ids follow that module's scheme. A Patient id retired by ADT^A40 (mapping-reference 1.5) still reads:
-as an inactive Patient whose ``link`` (replaced-by) names the survivor. Paging is offset-based.
+ids follow that module's scheme. Paging is offset-based.
+
+ADT^A40 (mapping-reference 1.5; R4 patient.html Patient.link): the retired identity keeps the id it had
+before the merge and reads (and is found by ``_id`` / ``identifier``) as an inactive Patient whose link
+``replaced-by`` names the survivor; the survivor links ``replaces`` back. Its id is the Orthanc id of the
+Patient ID when it was a stored patient whose studies moved to an existing survivor, the order-only form
+(SHA-1 of ``PatientID|Issuer``) when it was known from orders only - and also when the archive renamed
+its record to the survivor's Patient ID (no stored survivor yet): that record, and the id that the
+studies' ``subject`` and the archive's API use, is then the survivor's.
 """
 
 from __future__ import annotations
@@ -67,8 +74,8 @@ class FhirService:
 
     def search_imaging_studies(self, c: StudyCriteria, sort: Sequence[tuple[str, bool]], offset: int, count: int,
                                include_subject: bool = False) -> SearchResult:
-        total, keys = self.repo.study_page(c, list(sort), offset, count) if count > 0 else (
-            self.repo.study_page(c, [], 0, 1)[0], [])
+        total, keys = self.repo.study_page(c, list(sort), offset, count, self.tz) if count > 0 else (
+            self.repo.study_page(c, [], 0, 1, self.tz)[0], [])
         resources = self._build_studies(keys)
         included = self.patients_by_reference([r["subject"]["reference"] for r in resources]) if include_subject else []
         return SearchResult(resources, total, included)
@@ -117,7 +124,7 @@ class FhirService:
             return _Resolved("archive", rows[0])
         for merge in self.repo.merges():
             prior, issuer = merge["prior_patient_id"], merge["prior_issuer"]
-            if rid in (orthanc_id(prior), orthanc_id(prior, issuer)):
+            if rid in (orthanc_id(prior), orthanc_id(prior, issuer)) and rid == self._retired_id(merge):
                 return _Resolved("merged", merge, self._identity_id(merge["patient_id"], merge["issuer"]))
         with self._lock:
             known = self._ids.get(rid)
@@ -128,6 +135,22 @@ class FhirService:
                 self._remember(rid, pid, issuer)
                 return _Resolved("order", found[0])
         return None
+
+    def _retired_id(self, merge: dict[str, Any]) -> str:
+        """The id of an identity retired by ADT^A40: the one it had before the merge (module docstring)."""
+        prior, issuer = merge["prior_patient_id"], merge["prior_issuer"]
+        archive_id = orthanc_id(prior)
+        if self.repo.archive_patients(public_ids=[archive_id]):  # that record lives on (renamed: the survivor)
+            return orthanc_id(prior, issuer)
+        for row in self.repo.archive_patients(patient_ids=[merge["patient_id"]]):
+            if any(sid == orthanc_id(prior, uid) for sid, uid in self.repo.archive_study_ids(row["pk"])):
+                return archive_id  # a stored patient whose studies moved to the survivor
+        return orthanc_id(prior, issuer)
+
+    def _replaces(self, patient_id: str, issuer: str | None) -> list[str]:
+        """Ids of the identities merged into this one (``issuer`` None: any, for archive patients)."""
+        return list(dict.fromkeys(self._retired_id(mg) for mg in self.repo.merges(survivor_ids=[patient_id])
+                                  if mg["patient_id"] == patient_id and issuer in (None, mg["issuer"])))
 
     def patient_id_for(self, patient_id: str, issuer: str) -> str:
         """The Patient resource id of a DICOM Patient ID (+ issuer): the archive's when it has one."""
@@ -141,13 +164,16 @@ class FhirService:
         row = found.row
         if found.kind == "archive":
             attrs = json.loads(row["order_attrs"]) if row.get("order_attrs") else None
-            return m.archive_patient_to_patient(row, row.get("order_issuer") or "", attrs)
+            return m.archive_patient_to_patient(row, row.get("order_issuer") or "", attrs,
+                                                self._replaces(row["patient_id"], None))
         if found.kind == "merged":
-            return m.merged_patient(rid, row["prior_patient_id"], row["prior_issuer"], found.survivor, row["merged_at"])
+            return m.merged_patient(rid, row["prior_patient_id"], row["prior_issuer"], found.survivor, row["merged_at"],
+                                    self.repo.issuer_qualifiers(row["prior_issuer"]))
         oid = m.patient_resource_id(row["patient_id"], row["issuer_of_patient_id"], archived=False)
         self._remember(oid, row["patient_id"], row["issuer_of_patient_id"])
         return m.patient_from_attrs(oid, row["patient_id"], row["issuer_of_patient_id"],
-                                    json.loads(row["patient_attrs"]), row["updated_at"])
+                                    json.loads(row["patient_attrs"]), row["updated_at"],
+                                    self._replaces(row["patient_id"], row["issuer_of_patient_id"]))
 
     def read_patient(self, rid: str) -> Json | None:
         found = self._resolve(rid)
@@ -164,19 +190,26 @@ class FhirService:
 
     def search_patients(self, c: PatientCriteria, offset: int, count: int) -> SearchResult:
         """Archive patients (SQL), order-only patients (SQL on ID and name, then birth date and gender
-        on their patient module) and, for ID/identifier searches, identities retired by a merge."""
-        found = [self._patient(_Resolved("archive", r), r["public_id"]) for r in self.repo.archive_patients(c)]
+        on their patient module), the identifiers (every one the resource shows, with its system) checked
+        on the built resources, and, for _id/identifier searches, identities retired by a merge."""
+        found = [p for p in (self._patient(_Resolved("archive", r), r["public_id"])
+                             for r in self.repo.archive_patients(c)) if _identifiers_match(p, c)]
         found += [p for p in (self._patient(_Resolved("order", r), "") for r in self.repo.order_patients(c))
                   if _patient_matches(p, c, self.tz)]
         if not c.names and not c.birthdate and not c.genders and (c.ids or c.identifiers):
-            wanted = {v for g in c.identifiers for v in g}
-            for merge in self.repo.merges(sorted(wanted)):
-                rid = orthanc_id(merge["prior_patient_id"])
-                if rid in {x["id"] for x in found}:
-                    continue
-                p = self._patient(_Resolved("merged", merge, self._identity_id(merge["patient_id"], merge["issuer"])),
-                                  rid)
-                if _patient_matches(p, c, self.tz):
+            retired: dict[str, _Resolved] = {}
+            for rid in {i for g in c.ids for i in g}:
+                hit = self._resolve(rid)
+                if hit is not None and hit.kind == "merged":
+                    retired[rid] = hit
+            wanted = {v for g in c.identifiers for _, v in g}
+            for merge in self.repo.merges(sorted(wanted)) if wanted else []:
+                retired.setdefault(self._retired_id(merge), _Resolved(
+                    "merged", merge, self._identity_id(merge["patient_id"], merge["issuer"])))
+            seen = {x["id"] for x in found}
+            for rid, hit in retired.items():
+                p = self._patient(hit, rid)
+                if rid not in seen and _patient_matches(p, c, self.tz):
                     found.append(p)
         found.sort(key=lambda p: p["id"])
         return SearchResult(found[offset:offset + count] if count > 0 else [], len(found))
@@ -184,8 +217,7 @@ class FhirService:
 
 def _patient_matches(p: Json, c: PatientCriteria, tz: tzinfo | None) -> bool:
     """The criteria SQL could not apply to a Patient built from an order or a merge."""
-    values = {i.get("value") for i in p.get("identifier", [])}
-    if any(not values.intersection(g) for g in c.identifiers):
+    if not _identifiers_match(p, c):
         return False
     if any(p["id"] not in g for g in c.ids):
         return False
@@ -208,6 +240,22 @@ def _patient_matches(p: Json, c: PatientCriteria, tz: tzinfo | None) -> bool:
         if not all(date_matches(low, low + timedelta(days=1), q) for q in c.birthdate):
             return False
     return True
+
+
+def _identifiers_match(p: Json, c: PatientCriteria) -> bool:
+    return all(any(has_identifier(p, system, code) for system, code in g) for g in c.identifiers)
+
+
+def has_identifier(patient: Json, system: str | None, code: str) -> bool:
+    """R4 search.html#token on Patient.identifier: ``code`` any system, ``|code`` none, ``system|code`` both
+    (the issuer's local namespace, shown as the assigner, is accepted as a system too)."""
+    for ident in patient.get("identifier", []):
+        if ident.get("value") != code:
+            continue
+        if system is None or system == ident.get("system", "") or (
+                system and system == ident.get("assigner", {}).get("display")):
+            return True
+    return False
 
 
 def _string_match(parts: list[str], modifier: str, value: str) -> bool:

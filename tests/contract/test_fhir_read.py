@@ -67,6 +67,10 @@ def ids(bundle: dict[str, Any], mode: str = "match") -> list[str]:
 
 @pytest.fixture
 def world(hub: Hub, api: Http, tmp_path: Path) -> dict[str, Any]:
+    return build_world(hub, tmp_path)
+
+
+def build_world(hub: Hub, tmp_path: Path) -> dict[str, Any]:
     """CT_small and MR_small stored, order 01 (CT, registered) and order 04 (MR, two steps) received."""
     ct = store(hub, tmp_path, "CT_small.dcm", AccessionNumber="ACC-CT-1")
     mr = store(hub, tmp_path, "MR_small.dcm")
@@ -221,7 +225,7 @@ def test_patients_and_merge(hub: Hub, api: Http, world: dict[str, Any]) -> None:
     assert old["active"] is False
     assert old["link"] == [{"other": {"reference": f"Patient/{survivor}"}, "type": "replaced-by"}]
     assert get(api, f"/fhir/Patient/{survivor}")["identifier"][0]["value"] == "4711999"
-    assert ids(get(api, "/fhir/Patient?identifier=4711001")) == [orthanc_id("4711001")]
+    assert ids(get(api, "/fhir/Patient?identifier=4711001")) == [world["order_patient"]]  # the id it had
     moved = get(api, f"/fhir/ImagingStudy?patient={survivor}")
     assert moved["total"] == 1 and moved["entry"][0]["resource"]["identifier"][0]["value"] == f"urn:oid:{CT_UID}"
     assert get(api, f"/fhir/ImagingStudy?patient={world['order_patient']}")["total"] == 0

@@ -9,6 +9,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,6 +208,56 @@ def test_patient_context_over_http(tmp_path: Path, db_url: str, signer: tuple[Pa
                               timeout=30)
         assert write.status_code == 403 and "insufficient_scope" in write.headers.get("WWW-Authenticate", "")
         assert write.json()["resourceType"] == "OperationOutcome"
+    finally:
+        ls.stop()
+        hub.close()
+
+
+def test_include_follows_the_scopes_of_the_included_type(tmp_path: Path, db_url: str,
+                                                         signer: tuple[Path, Token]) -> None:
+    """SMART App Launch 2.x: ``_include`` returns a Patient / Endpoint only under a scope that reads it (the
+    same :func:`authorize` as GET /Patient); one it may not read is left out and reported by an
+    OperationOutcome entry with search.mode ``outcome`` (R4 search.html#errors)."""
+    import requests
+
+    from hub.domain import Origin
+    from interfaces.serve import Listeners
+    from tests.synthetic import write_series
+
+    path, token = signer
+    hub = Hub.open(make_settings(tmp_path / "d", db_url, RISHUB_AUTH_JWT_ISSUER=ISSUER,
+                                 RISHUB_AUTH_JWT_AUDIENCE="rishub", RISHUB_AUTH_JWT_JWKS_FILE=str(path)),
+                   upgrade_schema=True)
+    ls = Listeners(hub)
+    ls.start()
+    try:
+        for p in write_series(tmp_path / "PAT-A", 1, seed="smart-inc", patient_id="PAT-A"):
+            hub.ingest.store(Origin("import"), p)
+        base = f"http://127.0.0.1:{ls.http.port}/fhir"
+        include = {"_include": ["ImagingStudy:subject", "ImagingStudy:endpoint"]}
+
+        def get(bearer: str, url: str, params: dict[str, Any] | None = None) -> requests.Response:
+            return requests.get(url, params=params, headers={"Authorization": f"Bearer {bearer}",
+                                                             "Accept": "application/fhir+json"}, timeout=30)
+
+        study = get(token(scope="system/*.read"), f"{base}/ImagingStudy").json()["entry"][0]["resource"]
+        a_id = study["subject"]["reference"].removeprefix("Patient/")
+        studies_only = token(scope="launch/patient patient/ImagingStudy.rs", patient=a_id)
+        assert get(studies_only, f"{base}/Patient/{a_id}").status_code == 403
+        bundle = get(studies_only, f"{base}/ImagingStudy", include).json()
+        modes = [(e["search"]["mode"], e["resource"]["resourceType"]) for e in bundle["entry"]]
+        assert modes == [("match", "ImagingStudy"), ("outcome", "OperationOutcome")]
+        issue = bundle["entry"][1]["resource"]["issue"][0]
+        assert issue["code"] == "suppressed" and f"Patient/{a_id}" in issue["diagnostics"]
+        assert "Endpoint/" in issue["diagnostics"]
+
+        both = token(scope="launch/patient patient/ImagingStudy.rs patient/Patient.rs patient/Endpoint.rs",
+                     patient=a_id)
+        bundle = get(both, f"{base}/ImagingStudy", include).json()
+        included = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in bundle["entry"]
+                    if e["search"]["mode"] == "include"}
+        assert included == {("Patient", a_id), ("Endpoint", "dicomweb-wado-rs")}
+        assert all(e["search"]["mode"] != "outcome" for e in bundle["entry"])
     finally:
         ls.stop()
         hub.close()

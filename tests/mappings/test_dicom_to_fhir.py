@@ -262,3 +262,39 @@ def test_endpoint_is_the_dicomweb_base() -> None:
 ])
 def test_dicom_datetime(da: str, tm: str | None, expected: str | None) -> None:
     assert m.dicom_datetime(da, tm, CET) == expected
+
+
+@pytest.mark.parametrize(("tm", "offset", "expected"), [
+    ("093412", "+0500", "2025-03-14T09:34:12+05:00"),  # (0008,0201) places the local time
+    ("093412", "-0330", "2025-03-14T09:34:12-03:30"),
+    ("093412-0800", "+0500", "2025-03-14T09:34:12-08:00"),  # an offset in the value itself wins
+    ("093412", "", "2025-03-14T09:34:12+01:00"),  # none: the hub's zone
+    ("093412", "+9999", "2025-03-14T09:34:12+01:00"),  # not a valid offset: the hub's zone
+    ("", "+0500", "2025-03-14"),  # a date has no zone
+])
+def test_dicom_datetime_timezone_offset(tm: str, offset: str, expected: str) -> None:
+    """PS3.3 C.12.1.1.8: an offset in a DT value, else Timezone Offset From UTC, else the hub's zone."""
+    assert m.dicom_datetime("20250314", tm, CET, offset) == expected
+
+
+def test_started_follows_timezone_offset_of_order_and_stored_study() -> None:
+    attrs = {"00080201": {"vr": "SH", "Value": ["+0500"]}}
+    order = {**order_row(), "attrs": json.dumps({**json.loads(order_row()["attrs"]), **attrs})}
+    out = valid(m.order_to_imaging_study(order, steps("SCHEDULED"), "Patient/p1", CET))
+    assert out["started"] == "2025-03-14T09:30:00+05:00"
+    study, series, instances = stored_study()
+    out = valid(m.archive_study_to_imaging_study({**study, "tz_offset": "-0500"}, "Patient/p1", series, instances,
+                                                 None, CET))
+    assert out["started"] == "2025-03-14T09:34:12-05:00"
+    assert out["series"][1]["started"] == "2025-03-14T09:50:00-05:00"
+
+
+def test_merge_links_and_retired_identifier_system() -> None:
+    qualifiers = [{"00400032": {"vr": "UT", "Value": ["2.999.1.1"]}, "00400033": {"vr": "CS", "Value": ["ISO"]}}]
+    old = valid(m.merged_patient("old-id", "4711001", "HOSP_A", "new-id", T0, qualifiers))
+    assert old["identifier"][0]["system"] == "urn:oid:2.999.1.1"
+    row = {"public_id": "new-id", "patient_id": "4711999", "patient_name": "DOE^JANE", "birth_date": None,
+           "sex": "F", "updated_at": T0}
+    survivor = valid(m.archive_patient_to_patient(row, replaces=["old-id"]))
+    assert survivor["link"] == [{"other": {"reference": "Patient/old-id"}, "type": "replaces"}]
+    assert "link" not in m.archive_patient_to_patient(row)

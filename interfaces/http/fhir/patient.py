@@ -31,7 +31,8 @@ register(ResourceSupport(
     "Patient", ["read", "search-type"],
     params=[
         SearchParam("_id", "token", "Patient id"),
-        SearchParam("identifier", "token", "Patient ID (0010,0020); a system must match the issuer's urn:oid:"),
+        SearchParam("identifier", "token", "any identifier shown: Patient ID (0010,0020), Other Patient IDs "
+                                           "(0010,1002); system|value must match both, |value: no system"),
         SearchParam("name", "string", "any part of the name, starts-with, case and accent insensitive; "
                                       ":exact a whole part, :contains anywhere"),
         SearchParam("birthdate", "date", "Patient's Birth Date, with prefixes"),
@@ -57,11 +58,8 @@ def search_patient() -> Response:
     allowed = authorize("Patient", "search")
     s = parse_search("Patient", {"_id"})
     c = PatientCriteria(ids=s.values("_id"))
-    systems: list[list[tuple[str | None, str]]] = []
     for values in s.values("identifier"):
-        tokens = [parse_token(v) for v in values]
-        c.identifiers.append([code for _, code in tokens])
-        systems.append(tokens)
+        c.identifiers.append([parse_token(v) for v in values])
     for modifier, values in s.params.get("name", []):
         c.names.append([(modifier, normalize_name(v) or "") for v in values])
     for values in s.values("birthdate"):
@@ -72,22 +70,5 @@ def search_patient() -> Response:
         c.genders.append([GENDER.get(parse_token(v)[1], "?") for v in values])
     if allowed is not None:
         c.ids.append(sorted(allowed))
-    # systems are checked on the built resources: the issuer's OID is not an indexed column
-    everything = hub().fhir.search_patients(c, 0, 10**9) if any(sys for g in systems for sys, _ in g) else None
-    if everything is not None:
-        matched = [p for p in everything.resources if all(any(_has_identifier(p, sys, code) for sys, code in g)
-                                                        for g in systems)]
-        page = matched[s.offset:s.offset + s.count] if s.count > 0 else []
-        return fhir_response(searchset("Patient", s, page, len(matched), []))
     result = hub().fhir.search_patients(c, s.offset, s.count)
     return fhir_response(searchset("Patient", s, result.resources, result.total, []))
-
-
-def _has_identifier(patient: dict, system: str | None, code: str) -> bool:
-    for ident in patient.get("identifier", []):
-        if ident.get("value") != code:
-            continue
-        if system is None or system == ident.get("system", "") or (
-                system and system == ident.get("assigner", {}).get("display")):
-            return True
-    return False
