@@ -16,7 +16,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from hub.domain.orders import OrderAction, OrderCommand, PatientIdentity, PatientRecord, ScheduledStep, StepStatus
@@ -48,6 +48,9 @@ STATUS = {
     "entered-in-error": (OrderAction.CANCEL, StepStatus.CANCELED, "CA", "ER"),
 }
 ORDER_INTENTS = {"order", "original-order", "reflex-order", "filler-order", "instance-order"}
+# R4 servicerequest.html: status (request-status) and intent (request-intent) have required bindings
+REQUEST_STATUS = {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
+REQUEST_INTENT = {"proposal", "plan", "directive", "option", *ORDER_INTENTS}
 _MODALITY = re.compile(r"[A-Z]{2,7}")
 _NS = uuid.NAMESPACE_OID
 
@@ -128,6 +131,20 @@ def _contained(resource: dict[str, Any], ref: dict[str, Any] | None) -> dict[str
     return None
 
 
+def _universal(system: str) -> tuple[str, str]:
+    """Identifier.system -> (Universal Entity ID, type) of the Issuer of Patient ID Qualifiers (0010,0024)."""
+    return (system[8:], "ISO") if system.startswith("urn:oid:") else (system, "URI") if ":" in system else ("", "")
+
+
+def patient_issuer(ident: dict[str, Any], policy: FhirOrderPolicy) -> str:
+    """Issuer of Patient ID (0010,0021) of a Patient.identifier: the site table's namespace for its system, else
+    ``assigner.display`` (the authority's namespace, HL7 CX-4.1, as the hub's Patient states it), else the OID of
+    an ``urn:oid:`` system, else the system: the hub's Patient of an order maps back to the order's issuer."""
+    system = str(ident.get("system") or "")
+    assigner = str((ident.get("assigner") or {}).get("display") or "")
+    return policy.issuers.get(system) or assigner or system.removeprefix("urn:oid:")
+
+
 def patient_to_record(patient: dict[str, Any] | None, subject: dict[str, Any] | None,
                       policy: FhirOrderPolicy) -> PatientRecord:
     """Patient (validated by the caller) or a logical reference with an identifier -> patient module
@@ -140,19 +157,17 @@ def patient_to_record(patient: dict[str, Any] | None, subject: dict[str, Any] | 
     primary = next((i for i in idents if policy.patient_system and i.get("system") == policy.patient_system), None) \
         or next((i for i in idents if _type_code(i) == "MR"), None) or idents[0]
     system, pid = str(primary.get("system") or ""), fit(str(primary["value"]), "LO", "Patient.identifier.value")
-    issuer = policy.issuers.get(system) or (system[8:] if system.startswith("urn:oid:") else system)
-    issuer = fit(issuer, "LO", "Patient.identifier.system")
+    issuer = fit(patient_issuer(primary, policy), "LO", "Patient.identifier.system")
     attrs: dict[str, Any] = {"00100020": elem("LO", pid), "00100021": elem("LO", issuer)}
-    universal = system[8:] if system.startswith("urn:oid:") else ""
+    universal, kind = _universal(system)
     if universal:
-        attrs["00100024"] = seq_elem({"00400032": elem("UT", universal), "00400033": elem("CS", "ISO")})
+        attrs["00100024"] = seq_elem({"00400032": elem("UT", universal), "00400033": elem("CS", kind)})
     others = []
     for other in idents:
         if other is primary:
             continue
-        osys = str(other.get("system") or "")
         others.append({"00100020": elem("LO", str(other["value"])[:64]),
-                       "00100021": elem("LO", (policy.issuers.get(osys) or osys.removeprefix("urn:oid:"))[:64])})
+                       "00100021": elem("LO", patient_issuer(other, policy)[:64])})
     if others:
         attrs["00101002"] = seq_elem(*others)
     if patient is not None:
@@ -163,7 +178,7 @@ def patient_to_record(patient: dict[str, Any] | None, subject: dict[str, Any] | 
         attrs["00100030"] = elem("DA", parse_datetime(birth, "Patient.birthDate")[0] if len(birth) == 10 else "")
         sex = {"male": "M", "female": "F", "other": "O"}.get(str(patient.get("gender") or ""), "")
         attrs["00100040"] = elem("CS", sex)
-    identity = PatientIdentity(pid, issuer, universal, "ISO" if universal else "", _type_code(primary))
+    identity = PatientIdentity(pid, issuer, universal, kind, _type_code(primary))
     return PatientRecord(identity, attrs)
 
 
@@ -193,6 +208,20 @@ def _start(value: str, expression: str, policy: FhirOrderPolicy, now: datetime |
     return moment.strftime("%Y%m%d"), moment.strftime("%H%M%S"), ""
 
 
+def _authored(value: str, offset: str) -> tuple[datetime, str, str]:
+    """authoredOn -> (the instant as naive UTC, Issue Date (0040,2004), Issue Time (0040,2005)). DA/TM are in the
+    data set's Timezone Offset From UTC (0008,0201) = ``offset``, else in the hub's local zone (mapping-reference
+    3.2: DICOM times without an offset); a date alone is that date (UTC midnight for the instant)."""
+    a_date, a_time, _ = parse_datetime(value, "ServiceRequest.authoredOn")
+    if not a_time:
+        return datetime.strptime(a_date, "%Y%m%d"), a_date, ""
+    moment = datetime.fromisoformat(value)
+    local = moment.astimezone(datetime.strptime(offset, "%z").tzinfo if offset else None)
+    frac = a_time.partition(".")[2]
+    return moment.astimezone(UTC).replace(tzinfo=None), local.strftime("%Y%m%d"), \
+        local.strftime("%H%M%S") + (f".{frac}" if frac else "")
+
+
 def _display_of(resource: dict[str, Any], ref: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
     """Reference -> (display or identifier value or contained name, the contained resource)."""
     inner = _contained(resource, ref)
@@ -219,11 +248,15 @@ def service_request_to_order(resource: dict[str, Any], patient: dict[str, Any] |
     the subject's Patient resource when the caller resolved it; a contained one (``#id``) is found here."""
     policy = policy or FhirOrderPolicy()
     check(resource, "ServiceRequest")
-    status = str(resource.get("status"))
+    status, intent = str(resource.get("status")), str(resource.get("intent"))
+    if status not in REQUEST_STATUS:  # required bindings: a code outside the value set is invalid (400)
+        raise FhirInputError("code-invalid", f"{status!r} is not a request-status code", "ServiceRequest.status")
+    if intent not in REQUEST_INTENT:
+        raise FhirInputError("code-invalid", f"{intent!r} is not a request-intent code", "ServiceRequest.intent")
     if status not in STATUS:
         raise FhirInputError("business-rule", f"a ServiceRequest with status {status} is not scheduled",
                              "ServiceRequest.status")
-    if resource.get("intent") not in ORDER_INTENTS:
+    if intent not in ORDER_INTENTS:
         raise FhirInputError("business-rule", "only orders are scheduled", "ServiceRequest.intent")
     if resource.get("occurrenceTiming"):
         raise FhirInputError("not-supported", "use occurrenceDateTime or occurrencePeriod", "ServiceRequest.occurrence")
@@ -264,8 +297,9 @@ def service_request_to_order(resource: dict[str, Any], patient: dict[str, Any] |
             attrs[tag] = seq_elem(item)
     if offset:
         attrs["00080201"] = elem("SH", offset)
+    authored_at = None
     if resource.get("authoredOn"):
-        a_date, a_time, _ = parse_datetime(str(resource["authoredOn"]), "ServiceRequest.authoredOn")
+        authored_at, a_date, a_time = _authored(str(resource["authoredOn"]), offset)
         attrs["00402004"], attrs["00402005"] = elem("DA", a_date), elem("TM", a_time)
     reasons = resource.get("reasonCode") or []
     if reasons:
@@ -287,7 +321,7 @@ def service_request_to_order(resource: dict[str, Any], patient: dict[str, Any] |
         accession_number=ids.accession[0], requested_procedure_id=ids.rp_id, placer_order=ids.placer[0],
         filler_order=ids.filler[0], attrs=attrs, steps=[] if status == "on-hold" else [step],
         specific_character_set="ISO_IR 192",
-        reason="entered-in-error" if status == "entered-in-error" else "")
+        reason="entered-in-error" if status == "entered-in-error" else "", authored_at=authored_at)
 
 
 def _step(resource: dict[str, Any], ids: _Ids, modality: str, policy: FhirOrderPolicy, status: StepStatus,
@@ -346,6 +380,8 @@ def imaging_study_to_order(resource: dict[str, Any], patient: dict[str, Any] | N
     procedureCode, referrer; ``cancelled`` / ``entered-in-error`` cancel it."""
     check(resource, "ImagingStudy")
     status = str(resource.get("status"))
+    if status not in ("registered", "available", "cancelled", "entered-in-error", "unknown"):  # required binding
+        raise FhirInputError("code-invalid", f"{status!r} is not an imagingstudy-status code", "ImagingStudy.status")
     if status not in IMAGING_STUDY_STATUS:
         raise FhirInputError("business-rule", f"an ImagingStudy with status {status} is not an order",
                              "ImagingStudy.status")

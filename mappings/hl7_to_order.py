@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from hub.domain.orders import Hl7Mapped, OrderAction, OrderCommand, PatientRecord, ScheduledStep, StepStatus
@@ -330,7 +330,27 @@ def _order(msg: ParsedMessage, g: _Group, patient: PatientRecord, policy: Mappin
         study_uid=study_uid, accession_number=accession, requested_procedure_id=rp_id, placer_order=placer,
         filler_order=filler, attrs=attrs, steps=steps, specific_character_set=msg.dicom_charset,
         reason=reason_text if action in (OrderAction.CANCEL, OrderAction.DISCONTINUE) else "",
+        authored_at=_authored(msg, orc) if action is OrderAction.CREATE else None,
     )
+
+
+def _authored(msg: ParsedMessage, orc: Segment) -> datetime | None:
+    """ORC-9 Date/Time of Transaction of a new order -> ServiceRequest.authoredOn (naive UTC). Without an offset
+    it is in the sender's zone (HL7 v2.5.1 2A.22): MSH-7's offset, else the hub's local zone. None (the receipt
+    time) when ORC-9 is empty, below day precision or unreadable (an optional field: never a reason to refuse)."""
+    try:
+        ts = parse_ts(orc.get(9, 1), orc.location(9), msg.header)
+        sent = parse_ts(msg.header.timestamp, "MSH^1^7", msg.header)
+    except Hl7ParseError:
+        return None
+    if ts is None or not ts.date:
+        return None
+    whole, _, frac = ts.time.partition(".")
+    moment = datetime.strptime(ts.date + whole.ljust(6, "0"), "%Y%m%d%H%M%S").replace(
+        microsecond=int((frac + "000000")[:6]))
+    offset = ts.offset or (sent.offset if sent is not None else "")
+    aware = moment.replace(tzinfo=datetime.strptime(offset, "%z").tzinfo) if offset else moment.astimezone()
+    return aware.astimezone(UTC).replace(tzinfo=None)
 
 
 def _step(msg: ParsedMessage, g: _Group, ipc: Segment | None, n: int, count: int, policy: MappingPolicy,

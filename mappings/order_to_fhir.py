@@ -1,7 +1,8 @@
 """An order row (``orders`` + its ``scheduled_steps``, DICOM JSON attributes) -> FHIR R4 ServiceRequest
 (mapping-reference §3.3 read backwards; status from the step statuses per §2.4).
 
-``meta.versionId`` is the order's version counter, ``meta.lastUpdated`` its ``updated_at`` (UTC). Priority
+``meta.versionId`` is the order's version counter, ``meta.lastUpdated`` its ``updated_at`` (UTC), ``authoredOn``
+its ``authored_at`` instant (UTC, ``Z``). Priority
 HIGH reads back as ``urgent`` (``asap`` is not kept apart); a code of a local scheme keeps its designator
 as ``urn:rishub:scheme:<designator>``.
 """
@@ -72,6 +73,17 @@ def _identifier(kind: str, value: str, issuer: list[dict[str, Any]], issuers: Ma
     return out
 
 
+def authored_on(order: Mapping[str, Any], attrs: dict[str, Any]) -> str:
+    """ServiceRequest.authoredOn: the order's ``authored_at`` instant (UTC) as ``...Z`` (seconds, or milliseconds
+    when it has a fraction); an authoredOn given as a date alone (Issue Date (0040,2004) without a time) reads
+    back as that date. Rows without ``authored_at`` fall back to the receipt time (``created_at``)."""
+    moment = order.get("authored_at") or order["created_at"]
+    issued, time = str(first(attrs, "00402004")), str(first(attrs, "00402005"))
+    if issued and not time and moment.strftime("%Y%m%d%H%M%S%f") == issued + "000000000000":
+        return f"{issued[:4]}-{issued[4:6]}-{issued[6:8]}"
+    return instant(moment) if moment.microsecond else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def order_identifiers(order: Mapping[str, Any], attrs: dict[str, Any],
                       issuers: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """ACSN / PLAC / FILL identifiers (v2-0203), the Requested Procedure ID and the Study UID (urn:dicom:uid)."""
@@ -120,8 +132,7 @@ def order_to_service_request(order: Mapping[str, Any], steps: list[Mapping[str, 
         when = to_fhir_datetime(str(steps[0]["start_date"]), str(steps[0]["start_time"]), offset)
         if when:
             res["occurrenceDateTime"] = when
-    authored = to_fhir_datetime(str(first(attrs, "00402004")), str(first(attrs, "00402005")), offset)
-    res["authoredOn"] = authored if authored and "T" in authored else instant(order["created_at"])[:19] + "Z"
+    res["authoredOn"] = authored_on(order, attrs)
     requester = str(first(attrs, "00321032"))
     if requester:
         res["requester"] = {"type": "Practitioner", "display": requester}

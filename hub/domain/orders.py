@@ -8,7 +8,8 @@ the mapping in ``mappings/hl7_to_order.py`` writes them once; the worklist (PS3.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -51,6 +52,20 @@ class PatientIdentity:
     universal_id_type: str = ""
     id_type: str = ""  # Type of Patient ID (0010,0022), from CX-5
 
+    def names(self, patient_id: str, issuer: str, attrs: DicomJson) -> bool:
+        """Whether this names the patient stored as ``patient_id`` / ``issuer`` with patient module ``attrs``:
+        the same Patient ID from the same assigning authority, i.e. the same Issuer of Patient ID (0010,0021) or
+        the same Universal Entity ID and type in the Issuer of Patient ID Qualifiers (0010,0024) (PS3.3
+        C.7.1.1.1: the authority's globally unique name; HL7 CX-4.2/CX-4.3)."""
+        if self.patient_id != patient_id:
+            return False
+        if self.issuer == issuer:
+            return True
+        items = (attrs.get("00100024") or {}).get("Value") or [{}]
+        item = items[0] if isinstance(items[0], dict) else {}
+        stored = tuple(((item.get(t) or {}).get("Value") or [""])[0] for t in ("00400032", "00400033"))
+        return bool(self.universal_id) and (self.universal_id, self.universal_id_type) == stored
+
 
 @dataclass
 class PatientRecord:
@@ -60,6 +75,13 @@ class PatientRecord:
     attrs: DicomJson  # Patient's Name, Birth Date, Sex, Other Patient IDs Sequence, address, ...
     # Attributes the message explicitly cleared (HL7 ``""``); empty HL7 fields keep stored values.
     cleared: tuple[str, ...] = ()
+
+    def with_issuer(self, issuer: str) -> PatientRecord:
+        """The same record under another form of its issuer (the stored one, see ``PatientIdentity.names``)."""
+        if issuer == self.identity.issuer:
+            return self
+        attrs = {**self.attrs, "00100021": {"vr": "LO", "Value": [issuer]} if issuer else {"vr": "LO"}}
+        return replace(self, identity=replace(self.identity, issuer=issuer), attrs=attrs)
 
 
 @dataclass
@@ -92,6 +114,9 @@ class OrderCommand:
     steps: list[ScheduledStep]
     specific_character_set: str = ""  # (0008,0005) of the message's text, "" = default repertoire
     reason: str = ""  # ORC-16 text of a cancel/discontinue
+    # When the request was authored (ServiceRequest.authoredOn, ORC-9 of a new order), naive UTC; None: keep
+    # the stored one, or the receipt time for a new order
+    authored_at: datetime | None = None
 
 
 @dataclass

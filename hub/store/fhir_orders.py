@@ -2,7 +2,8 @@
 
 ServiceRequest.status is derived from the steps (mapping-reference §2.4, see
 ``mappings.order_to_fhir.service_request_status``); :func:`status_condition` is the same rule in SQL so a
-``status`` search pages in the database. ``authored`` matches ``orders.created_at`` (UTC).
+``status`` search pages in the database. ``authored`` matches ``orders.authored_at``, ServiceRequest.authoredOn
+as UTC (FHIR R4 SearchParameter ServiceRequest-authored, path ServiceRequest.authoredOn).
 
 Every order row comes with ``archive_patient``: the public id of the archive's patient of that Patient ID
 (None when the archive has none), looked up in the same statement, so that the subject reference of the
@@ -165,7 +166,7 @@ class FhirOrderStore:
 
 
 def _date_condition(prefix: str, lo: datetime, hi: datetime) -> ColumnElement[bool]:
-    col = ORDERS.c.created_at
+    col = ORDERS.c.authored_at
     conditions = {"eq": and_(col >= lo, col < hi), "ne": or_(col < lo, col >= hi), "lt": col < lo, "le": col < hi,
                   "gt": col >= hi, "ge": col >= lo, "sa": col >= hi, "eb": col < lo, "ap": and_(col >= lo, col < hi)}
     if prefix not in conditions:

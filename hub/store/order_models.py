@@ -48,8 +48,10 @@ class Order(Base):
     attrs: Mapped[str] = mapped_column(Text)  # DICOM JSON: request-level MWL attributes
     sender: Mapped[str] = mapped_column(String(200))  # MSH-3|MSH-4 of the last message, or "rest"/"fhir"
     reason: Mapped[str] = mapped_column(String(256))
-    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)  # receipt of the order (UTC)
     updated_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    # ServiceRequest.authoredOn (UTC): FHIR authoredOn, HL7 ORC-9 of the new order, else created_at (migration 0005)
+    authored_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     # FHIR meta.versionId / ETag: 1 on insert, +1 on every change of the order or its steps (migration 0004)
     version: Mapped[int] = mapped_column(Integer, server_default="1", default=1)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -167,8 +168,12 @@ class OrderUnit:
         o = row._mapping
         if (o["patient_id"], o["issuer_of_patient_id"]) != (cmd.patient.identity.patient_id,
                                                             cmd.patient.identity.issuer):
-            raise HubError("duplicate_instance", "the study of this order belongs to another patient",
-                           attribute="PID^1^3")
+            # the same patient under another form of its issuer (e.g. only the universal id) takes the stored one
+            if not cmd.patient.identity.names(o["patient_id"], o["issuer_of_patient_id"],
+                                              json.loads(o["patient_attrs"])):
+                raise HubError("duplicate_instance", "the study of this order belongs to another patient",
+                               attribute="PID^1^3")
+            cmd = replace(cmd, patient=cmd.patient.with_issuer(o["issuer_of_patient_id"]))
         if upsert:
             return self._update_existing(cmd, sender, o)
         order_pk = int(o["pk"])
@@ -213,7 +218,7 @@ class OrderUnit:
         """The new order and its steps, inserted unless the study has an order (or the patient ID was merged
         away): ``_new_order_statement``, the steps in it on PostgreSQL (one step) or in one more statement.
         Returns the rows as written (order with pk, version and ``returning``), or None."""
-        row = {"study_uid": cmd.study_uid, "created_at": self.now,
+        row = {"study_uid": cmd.study_uid, "created_at": self.now, "authored_at": cmd.authored_at or self.now,
                **self._values(cmd, sender, cmd.patient.attrs, cmd.attrs)}
         steps = [self._step_row(cmd.study_uid, step) for step in cmd.steps]
         together = self.conn.dialect.name == "postgresql" and len(steps) == 1
@@ -242,8 +247,9 @@ class OrderUnit:
         patient_attrs = merge_attrs(json.loads(old["patient_attrs"]), cmd.patient.attrs, cmd.patient.cleared)
         attrs = merge_attrs(json.loads(old["attrs"]), cmd.attrs)
         order_pk = int(old["pk"])
+        authored = {"authored_at": cmd.authored_at} if cmd.authored_at is not None else {}
         self.conn.execute(update(ORDERS).where(ORDERS.c.pk == order_pk).values(
-            **self._values(cmd, sender, patient_attrs, attrs), version=ORDERS.c.version + 1))
+            **self._values(cmd, sender, patient_attrs, attrs), **authored, version=ORDERS.c.version + 1))
         self._replace_steps(order_pk, cmd.study_uid, cmd.steps)
         return order_pk
 

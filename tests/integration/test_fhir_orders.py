@@ -9,6 +9,7 @@ import copy
 import itertools
 import subprocess
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from mappings.fhir_structure import plainly_valid
 from mappings.fhir_to_order import FhirOrderPolicy
 from mappings.fhir_values import validate
 from tests.conftest import dcmtk, dcmtk_env
+from tests.hl7_samples import samples_dir
 from tests.synthetic import write_series
 
 V2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
@@ -189,6 +191,74 @@ def test_search(hub: Hub, fhir: FhirOrderService):
     assert ids(fhir.search(authored=[("lt", "2000-01-01")])) == []
     with pytest.raises(HubError):
         fhir.search(authored=[("xx", "2000")])
+
+
+def test_authored_searches_authored_on(hub: Hub, fhir: FhirOrderService):
+    """``authored`` is ServiceRequest.authoredOn (R4 SearchParameter ServiceRequest-authored), an instant:
+    not the receipt time; HL7 orders take ORC-9."""
+    res, _ = fhir.create({**service_request("FAU1"), "authoredOn": "2031-01-01T10:00:00-05:00"})
+    assert res["authoredOn"] == "2031-01-01T15:00:00Z" and fhir.read(res["id"]) == res
+    received, _ = fhir.create(service_request("FAU2"))  # no authoredOn: the receipt time
+    ids = lambda *dates: [r["id"] for r in fhir.search(authored=list(dates))[0]]  # noqa: E731
+    assert ids(("eq", "2031-01-01")) == [res["id"]]
+    assert ids(("eq", "2031-01-01T10:00:00-05:00")) == [res["id"]]
+    assert ids(("ge", "2031-01-01T15:00:00Z"), ("lt", "2031-01-01T15:00:01Z")) == [res["id"]]
+    assert ids(("lt", "2031-01-01T14:59:59Z"), ("gt", "2030")) == []
+    assert ids(("eq", received["authoredOn"][:10])) == [received["id"]]
+    assert b"MSA|AA|" in hub.hl7.handle((samples_dir() / "04_omi_o23_nw_mr_two_sps_v251.hl7").read_bytes())
+    (hl7,) = fhir.search(identifier="ACC-MR-000731")[0]  # ORC-9 20250315101500+0100
+    assert hl7["authoredOn"] == "2025-03-15T09:15:00Z"
+    assert ids(("eq", "2025-03-15T10:15:00+01:00")) == [hl7["id"]]
+
+
+def test_an_hl7_order_is_updated_over_fhir_for_its_own_patient_only(hub: Hub):
+    """The Patient the hub serves for an HL7 order's patient (system ``urn:oid:`` of PID-3.4.2, assigner = the
+    namespace PID-3.4.1) names that patient in a PUT; so does the bare ``urn:oid:`` system (the same assigning
+    authority, PS3.3 C.7.1.1.1); another Patient ID or authority is still 409."""
+    assert b"MSA|AA|" in hub.hl7.handle((samples_dir() / "01_orm_o01_nw_ct_v231.hl7").read_bytes())
+    svc = hub.fhir_orders
+    (current,) = svc.search(identifier="ACC20250314001")[0]
+    subject = {"identifier": {"system": "urn:oid:2.999.1.1", "value": "4711001"}}
+    moved = svc.update(current["id"], {**current, "subject": subject, "occurrenceDateTime": "2031-03-01T08:00:00Z"},
+                       if_match=f'W/"{current["meta"]["versionId"]}"')
+    assert moved["occurrenceDateTime"] == "2031-03-01T08:00:00+00:00" and moved["subject"] == current["subject"]
+    order = hub.orders.order(current["identifier"][-1]["value"].removeprefix("urn:oid:"))
+    assert order is not None and (order["patient_id"], order["issuer_of_patient_id"]) == ("4711001", "HOSP_A")
+    for other in ({"system": "urn:oid:2.999.1.1", "value": "4711002"},
+                  {"system": "urn:oid:2.999.1.9", "value": "4711001"},
+                  {"value": "4711001", "assigner": {"display": "HOSP_B"}}):
+        with pytest.raises(HubError) as exc:
+            svc.update(current["id"], {**moved, "subject": {"identifier": other}, "status": "revoked"})
+        assert exc.value.http_status == 409, other
+    revoked = svc.update(current["id"], {**moved, "status": "revoked"}, if_match=f'W/"{moved["meta"]["versionId"]}"')
+    assert revoked["status"] == "revoked" and worklist(hub, "ACC20250314001") == []
+
+
+def test_migration_0005_backfills_authored_at(db_url: str):
+    """An order of a 0004 database reads back with authoredOn = its receipt time (what it showed before)."""
+    from alembic import command
+    from sqlalchemy import create_engine, insert, select, text
+
+    from hub.store.db import alembic_config, upgrade
+    from hub.store.order_models import ORDERS
+
+    upgrade(db_url, "0004")
+    command.downgrade(alembic_config(db_url), "0004")  # a PostgreSQL template copy is at head already
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    received = datetime(2024, 2, 3, 4, 5, 6)
+    values = {c: "" for c in ("study_uid", "accession_number", "requested_procedure_id", "placer_order", "filler_order",
+                              "patient_id", "issuer_of_patient_id", "patient_name_norm", "status", "control",
+                              "specific_character_set", "sender", "reason")}
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(ORDERS).values(**values, patient_attrs="{}", attrs="{}", created_at=received,
+                                               updated_at=received))
+        upgrade(db_url)
+        with engine.connect() as conn:
+            assert conn.execute(select(ORDERS.c.authored_at)).scalar_one() == received
+            assert conn.execute(text("SELECT count(*) FROM orders WHERE authored_at IS NULL")).scalar_one() == 0
+    finally:
+        engine.dispose()
 
 
 def test_imaging_study_registered_schedules(hub: Hub, fhir: FhirOrderService):

@@ -144,6 +144,9 @@ def test_patient_given_by_identifier_or_resource_and_date_only_start():
     ({"bogus": 1}, "invalid", "ServiceRequest.bogus"),
     ({"status": "draft"}, "business-rule", "ServiceRequest.status"),
     ({"intent": "proposal"}, "business-rule", "ServiceRequest.intent"),
+    # required bindings (R4 request-status, request-intent): a code outside them is invalid, not a rule
+    ({"status": "bogus"}, "code-invalid", "ServiceRequest.status"),
+    ({"intent": "bogus"}, "code-invalid", "ServiceRequest.intent"),
     ({"occurrenceDateTime": "2030-01-02T08:30:00"}, "invalid", "ServiceRequest.occurrenceDateTime"),
     ({"occurrenceDateTime": "2030-01"}, "value", "ServiceRequest.occurrence"),
     ({"subject": {"reference": "Patient/unknown"}}, "required", "ServiceRequest.subject"),
@@ -172,6 +175,9 @@ def test_imaging_study_registered():
     with pytest.raises(FhirInputError) as exc:
         imaging_study_to_order({**study, "status": "available"})
     assert exc.value.code == "business-rule"
+    with pytest.raises(FhirInputError) as exc:  # required binding imagingstudy-status
+        imaging_study_to_order({**study, "status": "bogus"})
+    assert (exc.value.code, exc.value.expression) == ("code-invalid", "ImagingStudy.status")
     with pytest.raises(FhirInputError) as exc:
         imaging_study_to_order({**study, "started": "2030-03-04T09:15:00"})
     assert exc.value.expression == "ImagingStudy.started"
@@ -181,6 +187,7 @@ def order_row(cmd: Any, status: str = "SC", version: int = 3) -> tuple[dict, lis
     order = {"pk": 42, "study_uid": cmd.study_uid, "accession_number": cmd.accession_number,
              "requested_procedure_id": cmd.requested_procedure_id, "placer_order": cmd.placer_order,
              "filler_order": cmd.filler_order, "patient_id": cmd.patient.identity.patient_id, "status": status,
+             "issuer_of_patient_id": cmd.patient.identity.issuer, "authored_at": cmd.authored_at,
              "attrs": json.dumps(cmd.attrs), "patient_attrs": json.dumps(cmd.patient.attrs), "version": version,
              "created_at": datetime(2030, 1, 1, 12, 0, 0, 250000), "updated_at": datetime(2030, 1, 1, 12, 5, 0)}
     steps = [{"sps_id": s.sps_id, "status": s.status.value, "modality": s.modality, "start_date": s.start_date,
@@ -216,7 +223,7 @@ def test_order_to_service_request_golden_and_round_trip(r4):
                            "text": "CT chest without contrast"}
     assert res["category"] == [{"coding": [{"system": DCM, "code": "CT"}]}]
     assert res["occurrenceDateTime"] == "2030-01-02T08:30:00+01:00"
-    assert res["authoredOn"] == "2029-12-30T10:00:00+01:00"
+    assert res["authoredOn"] == "2029-12-30T09:00:00Z"  # the instant, in UTC
     assert res["performer"] == [{"type": "Device", "identifier": {"system": "urn:dicom:ae", "value": "CT1"},
                                  "display": "CT_ROOM1"}, {"type": "Practitioner", "display": "Tech^Tom"}]
     assert res["requester"] == {"type": "Practitioner", "display": "Referrer^Rita"}
@@ -243,10 +250,11 @@ def test_status_from_steps_per_2_4(r4):
     order, steps = order_row(cmd, "CA")
     res = order_to_service_request(order, steps, "Patient/abc")
     r4.check(res)
-    assert res["status"] == "revoked" and res["authoredOn"] == "2029-12-30T10:00:00+01:00"
+    assert res["status"] == "revoked" and res["authoredOn"] == "2029-12-30T09:00:00Z"
     order["attrs"] = json.dumps({k: val for k, val in cmd.attrs.items() if k not in ("00402004", "00080201")})
+    order["authored_at"] = None  # a row without it: the receipt time
     res = order_to_service_request(order, steps, "Patient/abc")
-    assert res["authoredOn"] == "2030-01-01T12:00:00Z" and res["occurrenceDateTime"] == "2030-01-02"
+    assert res["authoredOn"] == "2030-01-01T12:00:00.250Z" and res["occurrenceDateTime"] == "2030-01-02"
     r4.check(res)
 
 
