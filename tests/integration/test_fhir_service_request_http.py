@@ -191,3 +191,19 @@ def test_capability_statement_security(fhir: tuple[Client, Callable[..., Client]
     assert codes == {"Basic", "OAuth", "SMART-on-FHIR"}
     study = next(r for r in rest["resource"] if r["type"] == "ImagingStudy")
     assert study["conditionalCreate"] is True
+
+
+def test_imaging_study_update_status_codes(fhir: tuple[Client, Callable[..., Client], dict[str, str]]):
+    """A code outside imagingstudy-status (required binding) is 400 invalid; a valid one the hub cannot
+    apply to a scheduled study is 422 business-rule."""
+    system, _, _ = fhir
+    sr = system.send("GET", f"ServiceRequest?identifier={ACC}|H-1").get_json()["entry"][0]["resource"]
+    study = system.send("GET", f"ImagingStudy/o-{sr['id']}")
+    assert study.status_code == 200 and study.get_json()["status"] == "registered"
+    etag = study.headers["ETag"]
+    bogus = system.send("PUT", f"ImagingStudy/o-{sr['id']}", {**study.get_json(), "status": "bogus"},
+                        **{"If-Match": etag})
+    assert bogus.status_code == 400 and bogus.get_json()["issue"][0]["code"] == "invalid"
+    available = system.send("PUT", f"ImagingStudy/o-{sr['id']}", {**study.get_json(), "status": "available"},
+                            **{"If-Match": etag})
+    assert available.status_code == 422 and available.get_json()["issue"][0]["code"] == "business-rule"

@@ -43,7 +43,7 @@ register(ResourceSupport(
         SearchParam("subject", "reference", "same as patient"),
         SearchParam("identifier", "token", "any identifier: accession (ACSN), placer, filler, urn:dicom:uid"),
         SearchParam("status", "token", "active | on-hold | revoked | completed | entered-in-error"),
-        SearchParam("authored", "date", "when the order was received, with prefixes"),
+        SearchParam("authored", "date", "ServiceRequest.authoredOn (else when the order was received), with prefixes"),
     ],
     documentation=("Orders of the hub (HL7 or FHIR): create schedules Modality Worklist items, status=revoked "
                    "cancels them. Conditional create on If-None-Exist: identifier=[system|]value."),
@@ -183,6 +183,7 @@ def read_service_request(rid: str) -> Response:
 
 
 REQUEST_STATUS = "http://hl7.org/fhir/request-status"
+IMAGING_STUDY_STATUS = ("registered", "available", "cancelled", "entered-in-error", "unknown")  # required binding
 MAX_MATCHES = 1000  # orders one identifier token may match (the service's own limit)
 
 
@@ -306,6 +307,8 @@ def update_imaging_study(rid: str) -> Response:
         raise FhirError(422, "only a scheduled study (no images yet) can be updated", "business-rule")
     _no_id_mismatch(body, rid)
     check_if_match(current)
+    if body.get("status") not in IMAGING_STUDY_STATUS:  # a code outside the required binding: invalid
+        raise FhirError(400, "ImagingStudy.status must be a code of imagingstudy-status", "invalid")
     if body.get("status") not in ("registered", "cancelled", "entered-in-error"):
         raise FhirError(422, "status must be registered, cancelled or entered-in-error", "business-rule")
     order, _ = _orders().schedule_imaging_study(body)
