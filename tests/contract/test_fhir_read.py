@@ -5,6 +5,7 @@ studies stored through the ingest path and orders received as HL7 (the shared sa
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,26 @@ def store(hub: Hub, tmp: Path, name: str, **tags: str) -> pydicom.Dataset:
     return ds
 
 
+_R4: list[Any] = []  # the session's npm R4 validator, set for every test here (and where ``r4_checks`` is used)
+
+
+@pytest.fixture(autouse=True)
+def r4_checks(r4: Any) -> Iterator[None]:  # noqa: ANN401 - tests.fhir_validator.R4Validator
+    """Every answer :func:`get` receives is also checked by the npm FHIR R4 validator (issue 7's proof)."""
+    _R4.append(r4)
+    try:
+        yield
+    finally:
+        _R4.remove(r4)
+
+
 def get(api: Http, path: str, status: int = 200, **kw: Any) -> Any:
     resp = api.get(path, headers={**FHIR, **kw.pop("headers", {})}, **kw)
     assert resp.status_code == status, (path, resp.status_code, resp.text[:500])
     assert resp.headers["Content-Type"].startswith("application/fhir+json")
     body = resp.json()
+    for validator in _R4:
+        validator.check(body)
     if body["resourceType"] == "Bundle":
         Bundle.model_validate(body)  # entries are validated by their own models
     elif body["resourceType"] == "OperationOutcome":

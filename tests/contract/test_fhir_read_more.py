@@ -12,7 +12,7 @@ import pytest
 from hub.app import Hub
 from hub.domain.ids import orthanc_id
 from tests.contract.conftest import Http
-from tests.contract.test_fhir_read import A40, build_world, get, ids, store
+from tests.contract.test_fhir_read import A40, build_world, get, ids, r4_checks, store  # noqa: F401 - r4_checks: autouse
 
 A40_STORED = (b"MSH|^~\\&|ADT|HOSP_A|HUB|PACS|20250316120001||ADT^A40^ADT_A39|ADT-A40-2|P|2.5.1\r"
               b"EVN|A40|20250316120000\rPID|1||NEWCT^^^HOSP_A&2.999.1.1&ISO^MR||MUELLER^JOERG||19670523|M\r"

@@ -46,22 +46,27 @@ def order(acc: str, pid: str, *, subject: dict[str, Any] | None = None, **extra:
 
 
 class Client:
-    """The Flask test client of the real app with one Authorization header."""
+    """The Flask test client of the real app with one Authorization header; every FHIR JSON answer is checked
+    by the npm R4 validator."""
 
-    def __init__(self, app: Any, authorization: str) -> None:  # noqa: ANN401 - flask.Flask
+    def __init__(self, app: Any, authorization: str, r4: Any) -> None:  # noqa: ANN401 - flask.Flask, R4Validator
         self.http = app.test_client()
         self.authorization = authorization
+        self.r4 = r4
 
     def send(self, method: str, path: str, body: Any = None, **headers: str) -> Any:  # noqa: ANN401
         hdrs = {"Authorization": self.authorization, "Accept": FHIR_JSON, **headers}
         if body is not None:
             hdrs["Content-Type"] = FHIR_JSON
-        return self.http.open(f"/fhir/{path}", method=method, headers=hdrs,
+        resp = self.http.open(f"/fhir/{path}", method=method, headers=hdrs,
                               data=json.dumps(body) if body is not None else None)
+        if resp.mimetype == FHIR_JSON and resp.get_data():
+            self.r4.check(resp.get_json())
+        return resp
 
 
 @pytest.fixture
-def fhir(tmp_path: Path, db_url: str) -> Iterator[tuple[Client, Callable[..., Client], dict[str, str]]]:
+def fhir(tmp_path: Path, db_url: str, r4: Any) -> Iterator[tuple[Client, Callable[..., Client], dict[str, str]]]:
     """(a system/*.cruds client, a factory of clients for other scopes, Patient ids of P1 and P2)."""
     key = JsonWebKey.generate_key("RSA", 2048, is_private=True, options={"kid": "k1"})
     jwks = tmp_path / "jwks.json"
@@ -74,7 +79,7 @@ def fhir(tmp_path: Path, db_url: str) -> Iterator[tuple[Client, Callable[..., Cl
     def client(scope: str, **claims: str) -> Client:
         now = int(time.time())
         body = {"iss": ISSUER, "aud": "rishub", "sub": "app", "iat": now, "exp": now + 300, "scope": scope, **claims}
-        return Client(app, "Bearer " + jwt.encode({"alg": "RS256", "kid": "k1"}, body, key).decode())
+        return Client(app, "Bearer " + jwt.encode({"alg": "RS256", "kid": "k1"}, body, key).decode(), r4)
 
     system = client("system/*.cruds")
     ids = {}
