@@ -8,16 +8,21 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from hub.app import Hub
+from hub.domain import Origin
 from hub.errors import HubError
 from interfaces.http.app import create_app
 from interfaces.http.fhir.auth import authorize
+from interfaces.serve import Listeners
 from tests.conftest import make_settings
+from tests.synthetic import write_series
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -165,99 +170,86 @@ def test_invalid_token_never_reaches_authorize(app_and_token: tuple[object, Toke
         assert exc.value.http_status == 401
 
 
-def test_patient_context_over_http(tmp_path: Path, db_url: str, signer: tuple[Path, Token]) -> None:
+@dataclass
+class Served:
+    """``rishub``'s listeners over a hub that validates JWTs of ``token``; ``get`` sends one GET with a bearer."""
+
+    hub: Hub
+    base: str
+    token: Token
+
+    def get(self, bearer: str, url: str, params: dict[str, Any] | None = None) -> requests.Response:
+        return requests.get(url, params=params, headers={"Authorization": f"Bearer {bearer}",
+                                                         "Accept": "application/fhir+json"}, timeout=30)
+
+    def store(self, tmp: Path, patient_id: str, seed: str) -> None:
+        for p in write_series(tmp / patient_id, 1, seed=seed, patient_id=patient_id):
+            self.hub.ingest.store(Origin("import"), p)
+
+
+@pytest.fixture
+def served(tmp_path: Path, db_url: str, signer: tuple[Path, Token]) -> Iterator[Served]:
+    path, token = signer
+    hub = Hub.open(make_settings(tmp_path / "d", db_url, RISHUB_AUTH_JWT_ISSUER=ISSUER,
+                                 RISHUB_AUTH_JWT_AUDIENCE="rishub", RISHUB_AUTH_JWT_JWKS_FILE=str(path)),
+                   upgrade_schema=True)
+    ls = Listeners(hub)
+    ls.start()
+    try:
+        yield Served(hub, f"http://127.0.0.1:{ls.http.port}/fhir", token)
+    finally:
+        ls.stop()
+        hub.close()
+
+
+def test_patient_context_over_http(tmp_path: Path, served: Served) -> None:
     """Through the real routes: a patient-context token finds only its patient's studies and orders,
     cannot read another patient's study, and gets 403 + ``insufficient_scope`` for a write; a system
     token sees both patients."""
-    import requests
-
-    from hub.domain import Origin
-    from interfaces.serve import Listeners
-    from tests.synthetic import write_series
-
-    path, token = signer
-    hub = Hub.open(make_settings(tmp_path / "d", db_url, RISHUB_AUTH_JWT_ISSUER=ISSUER,
-                                 RISHUB_AUTH_JWT_AUDIENCE="rishub", RISHUB_AUTH_JWT_JWKS_FILE=str(path)),
-                   upgrade_schema=True)
-    ls = Listeners(hub)
-    ls.start()
-    try:
-        for pid in ("PAT-A", "PAT-B"):
-            for p in write_series(tmp_path / pid, 1, seed=f"smart-{pid}", patient_id=pid):
-                hub.ingest.store(Origin("import"), p)
-        base = f"http://127.0.0.1:{ls.http.port}/fhir"
-
-        def get(bearer: str, url: str, **params: str) -> requests.Response:
-            return requests.get(url, params=params, headers={"Authorization": f"Bearer {bearer}",
-                                                             "Accept": "application/fhir+json"}, timeout=30)
-
-        system = token(scope="system/*.read")
-        everyone = get(system, f"{base}/ImagingStudy").json()
-        by_patient = {e["resource"]["subject"]["reference"]: e["resource"]["id"] for e in everyone["entry"]}
-        assert len(by_patient) == 2
-        (a_ref, a_study), (b_ref, b_study) = sorted(by_patient.items())
-        a_id = a_ref.removeprefix("Patient/")
-        mine = token(scope="launch/patient patient/ImagingStudy.rs patient/Patient.rs", patient=a_id)
-        seen = get(mine, f"{base}/ImagingStudy").json()
-        assert [e["resource"]["id"] for e in seen.get("entry", [])] == [a_study]
-        assert get(mine, f"{base}/ImagingStudy/{a_study}").status_code == 200
-        assert get(mine, f"{base}/ImagingStudy/{b_study}").status_code == 404
-        assert get(mine, f"{base}/Patient/{b_ref.removeprefix('Patient/')}").status_code == 404
-        write = requests.post(f"{base}/ServiceRequest", json={"resourceType": "ServiceRequest"},
-                              headers={"Authorization": f"Bearer {mine}", "Content-Type": "application/fhir+json"},
-                              timeout=30)
-        assert write.status_code == 403 and "insufficient_scope" in write.headers.get("WWW-Authenticate", "")
-        assert write.json()["resourceType"] == "OperationOutcome"
-    finally:
-        ls.stop()
-        hub.close()
+    for pid in ("PAT-A", "PAT-B"):
+        served.store(tmp_path, pid, f"smart-{pid}")
+    base, get, token = served.base, served.get, served.token
+    system = token(scope="system/*.read")
+    everyone = get(system, f"{base}/ImagingStudy").json()
+    by_patient = {e["resource"]["subject"]["reference"]: e["resource"]["id"] for e in everyone["entry"]}
+    assert len(by_patient) == 2
+    (a_ref, a_study), (b_ref, b_study) = sorted(by_patient.items())
+    a_id = a_ref.removeprefix("Patient/")
+    mine = token(scope="launch/patient patient/ImagingStudy.rs patient/Patient.rs", patient=a_id)
+    seen = get(mine, f"{base}/ImagingStudy").json()
+    assert [e["resource"]["id"] for e in seen.get("entry", [])] == [a_study]
+    assert get(mine, f"{base}/ImagingStudy/{a_study}").status_code == 200
+    assert get(mine, f"{base}/ImagingStudy/{b_study}").status_code == 404
+    assert get(mine, f"{base}/Patient/{b_ref.removeprefix('Patient/')}").status_code == 404
+    write = requests.post(f"{base}/ServiceRequest", json={"resourceType": "ServiceRequest"},
+                          headers={"Authorization": f"Bearer {mine}", "Content-Type": "application/fhir+json"},
+                          timeout=30)
+    assert write.status_code == 403 and "insufficient_scope" in write.headers.get("WWW-Authenticate", "")
+    assert write.json()["resourceType"] == "OperationOutcome"
 
 
-def test_include_follows_the_scopes_of_the_included_type(tmp_path: Path, db_url: str,
-                                                         signer: tuple[Path, Token]) -> None:
+def test_include_follows_the_scopes_of_the_included_type(tmp_path: Path, served: Served) -> None:
     """SMART App Launch 2.x: ``_include`` returns a Patient / Endpoint only under a scope that reads it (the
     same :func:`authorize` as GET /Patient); one it may not read is left out and reported by an
     OperationOutcome entry with search.mode ``outcome`` (R4 search.html#errors)."""
-    import requests
+    served.store(tmp_path, "PAT-A", "smart-inc")
+    base, get, token = served.base, served.get, served.token
+    include = {"_include": ["ImagingStudy:subject", "ImagingStudy:endpoint"]}
+    study = get(token(scope="system/*.read"), f"{base}/ImagingStudy").json()["entry"][0]["resource"]
+    a_id = study["subject"]["reference"].removeprefix("Patient/")
+    studies_only = token(scope="launch/patient patient/ImagingStudy.rs", patient=a_id)
+    assert get(studies_only, f"{base}/Patient/{a_id}").status_code == 403
+    bundle = get(studies_only, f"{base}/ImagingStudy", include).json()
+    modes = [(e["search"]["mode"], e["resource"]["resourceType"]) for e in bundle["entry"]]
+    assert modes == [("match", "ImagingStudy"), ("outcome", "OperationOutcome")]
+    issue = bundle["entry"][1]["resource"]["issue"][0]
+    assert issue["code"] == "suppressed" and f"Patient/{a_id}" in issue["diagnostics"]
+    assert "Endpoint/" in issue["diagnostics"]
 
-    from hub.domain import Origin
-    from interfaces.serve import Listeners
-    from tests.synthetic import write_series
-
-    path, token = signer
-    hub = Hub.open(make_settings(tmp_path / "d", db_url, RISHUB_AUTH_JWT_ISSUER=ISSUER,
-                                 RISHUB_AUTH_JWT_AUDIENCE="rishub", RISHUB_AUTH_JWT_JWKS_FILE=str(path)),
-                   upgrade_schema=True)
-    ls = Listeners(hub)
-    ls.start()
-    try:
-        for p in write_series(tmp_path / "PAT-A", 1, seed="smart-inc", patient_id="PAT-A"):
-            hub.ingest.store(Origin("import"), p)
-        base = f"http://127.0.0.1:{ls.http.port}/fhir"
-        include = {"_include": ["ImagingStudy:subject", "ImagingStudy:endpoint"]}
-
-        def get(bearer: str, url: str, params: dict[str, Any] | None = None) -> requests.Response:
-            return requests.get(url, params=params, headers={"Authorization": f"Bearer {bearer}",
-                                                             "Accept": "application/fhir+json"}, timeout=30)
-
-        study = get(token(scope="system/*.read"), f"{base}/ImagingStudy").json()["entry"][0]["resource"]
-        a_id = study["subject"]["reference"].removeprefix("Patient/")
-        studies_only = token(scope="launch/patient patient/ImagingStudy.rs", patient=a_id)
-        assert get(studies_only, f"{base}/Patient/{a_id}").status_code == 403
-        bundle = get(studies_only, f"{base}/ImagingStudy", include).json()
-        modes = [(e["search"]["mode"], e["resource"]["resourceType"]) for e in bundle["entry"]]
-        assert modes == [("match", "ImagingStudy"), ("outcome", "OperationOutcome")]
-        issue = bundle["entry"][1]["resource"]["issue"][0]
-        assert issue["code"] == "suppressed" and f"Patient/{a_id}" in issue["diagnostics"]
-        assert "Endpoint/" in issue["diagnostics"]
-
-        both = token(scope="launch/patient patient/ImagingStudy.rs patient/Patient.rs patient/Endpoint.rs",
-                     patient=a_id)
-        bundle = get(both, f"{base}/ImagingStudy", include).json()
-        included = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in bundle["entry"]
-                    if e["search"]["mode"] == "include"}
-        assert included == {("Patient", a_id), ("Endpoint", "dicomweb-wado-rs")}
-        assert all(e["search"]["mode"] != "outcome" for e in bundle["entry"])
-    finally:
-        ls.stop()
-        hub.close()
+    both = token(scope="launch/patient patient/ImagingStudy.rs patient/Patient.rs patient/Endpoint.rs",
+                 patient=a_id)
+    bundle = get(both, f"{base}/ImagingStudy", include).json()
+    included = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in bundle["entry"]
+                if e["search"]["mode"] == "include"}
+    assert included == {("Patient", a_id), ("Endpoint", "dicomweb-wado-rs")}
+    assert all(e["search"]["mode"] != "outcome" for e in bundle["entry"])
