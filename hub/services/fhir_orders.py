@@ -163,20 +163,25 @@ class FhirOrderService:
         return token
 
     def _conditional(self, token: str, unit: OrderUnit) -> dict[str, Any] | None:
-        matches = self._by_identifier(token, conn=unit.conn)
+        system, value = self._token(token)
+        matches = self._matching(system, value, self.store.by_identifier(unit.conn, value))
         if len(matches) > 1:
             raise HubError("precondition_failed", "If-None-Exist matches several orders", attribute="If-None-Exist")
         return matches[0] if matches else None
 
     def _by_identifier(self, token: str, **params: Any) -> list[dict[str, Any]]:  # noqa: ANN401
+        system, value = self._token(token)
+        rows, _ = self.store.search(identifier_value=value, count=MAX_CANDIDATES, **params)
+        return self._matching(system, value, rows)
+
+    @staticmethod
+    def _token(token: str) -> tuple[str | None, str]:
         system, value = parse_identifier_token(token)
-        if system == DICOM_UID_SYSTEM:
-            value = value.removeprefix("urn:oid:")
-        conn = params.get("conn")
-        if conn is not None and len(params) == 1:  # conditional create: the prebuilt lookup
-            rows = self.store.by_identifier(conn, value)
-        else:
-            rows, _ = self.store.search(identifier_value=value, count=MAX_CANDIDATES, **params)
+        return system, value.removeprefix("urn:oid:") if system == DICOM_UID_SYSTEM else value
+
+    def _matching(self, system: str | None, value: str,
+                  rows: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+        """The rendered orders among ``rows`` that show an identifier ``value`` of ``system`` (None: any)."""
         out = []
         for order, steps in rows:
             rendered = self.render(order, steps)
