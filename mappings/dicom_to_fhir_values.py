@@ -10,7 +10,7 @@ AdministrativeGender. Values are read from DICOM JSON (PS3.18 F.2).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -71,6 +71,20 @@ def dicom_instant(da: str | None, tm: str | None, offset: str | None, tz: tzinfo
         return None
     zone = own or utc_offset(offset) or tz
     return local.replace(tzinfo=zone) if zone is not None else local.astimezone()
+
+
+def dicom_utc(da: str | None, tm: str | None, offset: str | None, tz: tzinfo | None = None) -> datetime | None:
+    """The instant of DA + TM as naive UTC, as the index keeps it for the FHIR ``started`` search and sort
+    (R4 search.html#date compares instants). The zone as in :func:`dicom_instant`; a date without a usable
+    time has no zone of its own and stands for midnight in the hub's zone ``tz`` (None: the system's).
+    None without a usable date."""
+    moment = dicom_instant(da, tm, offset, tz) or dicom_instant(da, "000000", None, tz)
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:  # 0001-01-01 east of UTC
+        return None
 
 
 def dicom_datetime(da: str | None, tm: str | None, tz: tzinfo | None, offset: str | None = None) -> str | None:

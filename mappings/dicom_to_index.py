@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from hub.domain.archive import IndexRecord
+from mappings.dicom_to_fhir_values import dicom_utc
 
 # Orthanc 1.10 default MainDicomTags per level (OrthancFramework DicomMap.cpp).
 PATIENT_MAIN_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "OtherPatientIDs")
@@ -134,6 +135,9 @@ def dataset_to_index(ds: Dataset, transfer_syntax_uid: str) -> IndexRecord:
         "study_uid": s("StudyInstanceUID"),
         "study_date": normalize_date(s("StudyDate")),
         "study_time": normalize_time(s("StudyTime")),
+        # the moment, with Timezone Offset From UTC (0008,0201) else the hub's zone (PS3.3 C.12.1.1.8)
+        "started_at": dicom_utc(normalize_date(s("StudyDate")), normalize_time(s("StudyTime")),
+                                s("TimezoneOffsetFromUTC")),
         "accession_number": s("AccessionNumber") or None,
         "study_id": s("StudyID") or None,
         "study_description": study_desc or None,

@@ -1,9 +1,9 @@
 """SQL of the FHIR read side: ImagingStudy and Patient searches over the archive index and the orders.
 
 An ImagingStudy is a stored study (``studies``) or an order whose Study UID has no stored study yet
-(``orders``); a search is one ``UNION ALL`` of both, filtered on indexed columns (study date/time,
-patient, accession, Study UID, series modality; for orders the scheduled steps' start date and
-modality; the predicates are in :mod:`hub.store.fhir_search`), sorted and cut to one page in SQL; the
+(``orders``); a search is one ``UNION ALL`` of both, filtered on indexed columns (the study's start as a
+UTC instant, patient, accession, Study UID, series modality; for orders the scheduled steps' start instant
+and modality; the predicates are in :mod:`hub.store.fhir_search`), sorted and cut to one page in SQL; the
 page's rows are then read in a few ``IN`` queries.
 """
 
@@ -64,17 +64,17 @@ class FhirRepository:
     def _study_page(self, conn: Connection, c: StudyCriteria, sort: list[tuple[str, bool]], offset: int,
                     limit: int, tz: tzinfo | None) -> tuple[int, list[tuple[str, int]]]:
         where = Where(conn, tz)
-        started_o = select(func.min(STEPS.c.start_date + STEPS.c.start_time)).where(
-            STEPS.c.order_pk == ORDERS.c.pk).scalar_subquery()
-        archive = select(literal("a").label("kind"), ST.c.pk.label("pk"),
-                         (func.coalesce(ST.c.study_date, "") + func.coalesce(ST.c.study_time, "")).label("started"),
+        started_o = select(func.min(STEPS.c.started_at)).where(STEPS.c.order_pk == ORDERS.c.pk).scalar_subquery()
+        archive = select(literal("a").label("kind"), ST.c.pk.label("pk"), ST.c.started_at.label("started"),
                          ST.c.updated_at.label("updated_at"), ST.c.public_id.label("rid")).where(*where.archive(c))
         orders = select(literal("o").label("kind"), ORDERS.c.pk.label("pk"),
-                        func.coalesce(started_o, "").label("started"), ORDERS.c.updated_at.label("updated_at"),
+                        started_o.label("started"), ORDERS.c.updated_at.label("updated_at"),
                         (literal("o-") + func.cast(ORDERS.c.pk, ST.c.public_id.type)).label("rid")
                         ).where(*where.orders(c))
         both = union_all(archive, orders).subquery()
-        order_by = [both.c[SORT_KEYS[k]].desc() if desc else both.c[SORT_KEYS[k]] for k, desc in sort]
+        # A study without a start sorts first ascending and last descending, on both databases.
+        order_by = [both.c[SORT_KEYS[k]].desc().nulls_last() if desc else both.c[SORT_KEYS[k]].asc().nulls_first()
+                    for k, desc in sort]
         order_by += [both.c.kind, both.c.pk]
         rows = conn.execute(select(both.c.kind, both.c.pk).order_by(*order_by).offset(offset).limit(limit)).all()
         if offset == 0 and len(rows) < limit:

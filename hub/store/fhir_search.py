@@ -2,12 +2,10 @@
 
 Criteria are AND-ed lists of OR-ed alternatives (FHIR search: repeated parameter = AND, comma = OR).
 
-``started`` compares instants (R4 search.html#date): the index keeps Study Date/Time and the scheduled
-steps' start as DICOM DA/TM in the zone they were recorded in, which is Timezone Offset From UTC (0008,0201)
-where the study or order carries one (PS3.3 C.12.1.1.8), else the hub's zone. A search value is a range in
-the hub's zone (naive), so a row without offset compares as stored; a row with an offset lies at most 26 h
-away (offsets are -12:00 .. +14:00), so only rows with an offset within 26 h of a bound are read and
-decided exactly in Python, the rest stays in SQL (index on the date column, paging and total in SQL).
+``started`` compares instants (R4 search.html#date): studies and scheduled steps keep their start as a UTC
+instant (``started_at``, written with the row: Study Date/Time or the step's start in the zone of Timezone
+Offset From UTC (0008,0201) where the study or order carries one, PS3.3 C.12.1.1.8, else the hub's zone), so
+a search value, a range in the hub's zone, is turned into UTC and compared on that indexed column in SQL.
 
 Tokens (R4 search.html#token): ``system|code`` must match both, ``|code`` an identifier without system,
 ``code`` any system. The Accession Number's system (Issuer of Accession Number Sequence (0008,0051) of the
@@ -19,18 +17,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, exists, false, func, or_, select, true
 
-from hub.store.models import SE, ST, I
+from hub.store.models import SE, ST
 from hub.store.order_models import ORDERS, STEPS
-from mappings.dicom_to_fhir_values import dicom_instant, issuer_system, offset_of, seq_items
+from mappings.dicom_to_fhir_values import issuer_system, seq_items
 
 CANCELLED_ORDERS = ("CA", "DC", "OC", "OD")  # HL7 table 0038 / ORC-1 codes that end an order
 CANCELLED_STEPS = ("CANCELED", "DISCONTINUED")
-SPAN = timedelta(hours=26)  # how far a (0008,0201) local time can be from the hub's zone
 OFFSET_KEY = '%"00080201"%'  # DICOM JSON (PS3.18 F.2) text holding a Timezone Offset From UTC
 
 
@@ -118,8 +115,10 @@ def order_cancelled() -> ColumnElement[bool]:
     return or_(ORDERS.c.status.in_(CANCELLED_ORDERS), and_(some, ~live))
 
 
-def hub_naive(moment: datetime, tz: tzinfo | None) -> datetime:
-    return (moment.astimezone(tz) if tz is not None else moment.astimezone()).replace(tzinfo=None)
+def hub_to_utc(local: datetime, tz: tzinfo | None) -> datetime:
+    """A naive time in the hub's zone ``tz`` (None: the system's) as naive UTC."""
+    aware = local.replace(tzinfo=tz) if tz is not None else local.astimezone()
+    return aware.astimezone(UTC).replace(tzinfo=None)
 
 
 def accession_system(attrs_text: str | None) -> str:
@@ -138,46 +137,8 @@ class Where:
 
     # ------------------------------------------------------------------ started, as instants
     def _started(self, kind: str, p: DateParam) -> ColumnElement[bool]:
-        date_col, time_col, key_col = ((ST.c.study_date, ST.c.study_time, ST.c.pk) if kind == "a" else
-                                       (STEPS.c.start_date, STEPS.c.start_time, STEPS.c.pk))
-
-        def bound(op: str, at: datetime) -> ColumnElement[bool]:
-            plain = date_bound(date_col, time_col, op, at)
-            band = and_(date_bound(date_col, time_col, ">=", at - SPAN), date_bound(date_col, time_col, "<", at + SPAN))
-            decided, passed = [], []
-            for key, da, tm, offset in self._offset_rows(kind, band):
-                moment = dicom_instant(da, tm, offset, self.tz)
-                if moment is None:  # a date without time has no zone: compared as stored
-                    continue
-                decided.append(key)
-                local = hub_naive(moment, self.tz)
-                if (local >= at) if op == ">=" else (local < at):
-                    passed.append(key)
-            if not decided:
-                return plain
-            return or_(and_(plain, key_col.not_in(decided)), in_keys(key_col, passed))
-
-        return date_param(date_col, p, bound)
-
-    def _offset_rows(self, kind: str, band: ColumnElement[bool]) -> list[tuple[int, str, str, str]]:
-        """(key, DA, TM, offset) of the rows in ``band`` whose study/order has a (0008,0201): a stored study's
-        is its first instance's (PS3.18 F.2 metadata), an order's is in its request attributes."""
-        if kind == "a":
-            first = (select(func.min(I.c.pk)).select_from(I.join(SE, SE.c.pk == I.c.series_pk).join(
-                ST, ST.c.pk == SE.c.study_pk)).where(band).group_by(SE.c.study_pk))
-            rows = self.conn.execute(select(ST.c.pk, ST.c.study_date, ST.c.study_time, I.c.metadata_json).select_from(
-                ST.join(SE, SE.c.study_pk == ST.c.pk).join(I, I.c.series_pk == SE.c.pk)).where(
-                I.c.pk.in_(first), I.c.metadata_json.like(OFFSET_KEY))).all()
-        else:
-            rows = self.conn.execute(select(STEPS.c.pk, STEPS.c.start_date, STEPS.c.start_time, ORDERS.c.attrs)
-                                     .select_from(STEPS.join(ORDERS, ORDERS.c.pk == STEPS.c.order_pk))
-                                     .where(band, ORDERS.c.attrs.like(OFFSET_KEY))).all()
-        out = []
-        for key, da, tm, text in rows:
-            offset = offset_of(json.loads(text or "{}"))
-            if offset:
-                out.append((int(key), str(da or ""), str(tm or ""), offset))
-        return out
+        col = ST.c.started_at if kind == "a" else STEPS.c.started_at
+        return stamp_param(col, DateParam(p.prefix, hub_to_utc(p.low, self.tz), hub_to_utc(p.high, self.tz)))
 
     # ------------------------------------------------------------------ tokens with a system
     def _accession(self, kind: str, value: str, system: str | None) -> ColumnElement[bool]:

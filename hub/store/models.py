@@ -75,6 +75,7 @@ class Study(Base):
     study_uid: Mapped[str] = mapped_column(UID, index=True)
     study_date: Mapped[str | None] = mapped_column(String(8), index=True)
     study_time: Mapped[str | None] = mapped_column(String(13), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)  # UTC; FHIR ``started``
     accession_number: Mapped[str | None] = mapped_column(String(64), index=True)
     study_id: Mapped[str | None] = mapped_column(String(64), index=True)
     study_description: Mapped[str | None] = mapped_column(String(256))

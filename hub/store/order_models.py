@@ -72,6 +72,7 @@ class ScheduledStepRow(Base):
     station_aet: Mapped[str] = mapped_column(String(16), index=True)
     start_date: Mapped[str] = mapped_column(String(8), index=True)
     start_time: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)  # UTC; FHIR ``started``
     attrs: Mapped[str] = mapped_column(Text)  # DICOM JSON: the (0040,0100) item
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)

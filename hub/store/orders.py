@@ -35,6 +35,7 @@ from hub.errors import HubError
 from hub.store.db import Database, dumps
 from hub.store.models import ST, P
 from hub.store.order_models import HL7_MESSAGES, MERGES, ORDERS, REPORTS, STEPS
+from mappings.dicom_to_fhir_values import dicom_utc, offset_of
 from mappings.dicom_to_index import normalize_name
 
 
@@ -220,7 +221,7 @@ class OrderUnit:
         Returns the rows as written (order with pk, version and ``returning``), or None."""
         row = {"study_uid": cmd.study_uid, "created_at": self.now, "authored_at": cmd.authored_at or self.now,
                **self._values(cmd, sender, cmd.patient.attrs, cmd.attrs)}
-        steps = [self._step_row(cmd.study_uid, step) for step in cmd.steps]
+        steps = [self._step_row(cmd.study_uid, step, offset_of(cmd.attrs)) for step in cmd.steps]
         together = self.conn.dialect.name == "postgresql" and len(steps) == 1
         params = {**row, "merged_pid": cmd.patient.identity.patient_id, "merged_issuer": cmd.patient.identity.issuer}
         if together:
@@ -236,10 +237,11 @@ class OrderUnit:
             self.conn.execute(_INSERT_STEPS, steps)
         return order, steps
 
-    def _step_row(self, study_uid: str, step: ScheduledStep) -> dict[str, Any]:
+    def _step_row(self, study_uid: str, step: ScheduledStep, offset: str) -> dict[str, Any]:
         return dict(study_uid=study_uid, sps_id=step.sps_id[:64], status=step.status.value,
                     modality=step.modality[:16], station_aet=step.station_aet[:16], start_date=step.start_date[:8],
-                    start_time=step.start_time[:16], created_at=self.now, updated_at=self.now,
+                    start_time=step.start_time[:16], started_at=dicom_utc(step.start_date, step.start_time, offset),
+                    created_at=self.now, updated_at=self.now,
                     attrs=dumps({**step.attrs, "00400020": {"vr": "CS", "Value": [step.status.value]}}))
 
     def _update_existing(self, cmd: OrderCommand, sender: str, old: Any) -> int:  # noqa: ANN401 - a row mapping
@@ -250,10 +252,10 @@ class OrderUnit:
         authored = {"authored_at": cmd.authored_at} if cmd.authored_at is not None else {}
         self.conn.execute(update(ORDERS).where(ORDERS.c.pk == order_pk).values(
             **self._values(cmd, sender, patient_attrs, attrs), **authored, version=ORDERS.c.version + 1))
-        self._replace_steps(order_pk, cmd.study_uid, cmd.steps)
+        self._replace_steps(order_pk, cmd.study_uid, cmd.steps, offset_of(attrs))
         return order_pk
 
-    def _replace_steps(self, order_pk: int, study_uid: str, steps: list[ScheduledStep]) -> None:
+    def _replace_steps(self, order_pk: int, study_uid: str, steps: list[ScheduledStep], offset: str) -> None:
         """The message's steps are the study's steps (dcm4chee full replacement): steps it no longer
         names are removed unless already started or performed; named ones are updated or created."""
         existing = {r.sps_id: r for r in self.conn.execute(
@@ -271,7 +273,7 @@ class OrderUnit:
             item["00400020"] = {"vr": "CS", "Value": [status.value]}
             values = dict(status=status.value, modality=step.modality[:16], station_aet=step.station_aet[:16],
                           start_date=step.start_date[:8], start_time=step.start_time[:16], attrs=dumps(item),
-                          updated_at=self.now)
+                          started_at=dicom_utc(step.start_date, step.start_time, offset), updated_at=self.now)
             if prior is None:
                 self.conn.execute(insert(STEPS).values(order_pk=order_pk, study_uid=study_uid, sps_id=step.sps_id[:64],
                                                        created_at=self.now, **values))

@@ -52,6 +52,24 @@ def test_started_is_the_instant_of_the_timezone_offset(hub: Hub, api: Http, worl
     assert study["id"] in ids(get(api, "/fhir/ImagingStudy?started=ne2020-01-01T12:00:00Z&_count=100"))
 
 
+def test_sort_by_started_orders_instants_not_local_clock_times(hub: Hub, api: Http, tmp_path: Path) -> None:
+    """``_sort=started`` sorts by the instant (R4 search.html#_sort on a dateTime): 12:00+05:00 (07:00Z) comes
+    before 09:00+00:00 although its local clock time is later; a study without a date sorts first."""
+    east = store(hub, tmp_path, "CT_small.dcm", StudyInstanceUID="2.25.70701", TimezoneOffsetFromUTC="+0500",
+                 StudyDate="20200201", StudyTime="120000")
+    utc = store(hub, tmp_path, "MR_small.dcm", StudyInstanceUID="2.25.70702", TimezoneOffsetFromUTC="+0000",
+                StudyDate="20200201", StudyTime="090000")
+    east_id, utc_id = (orthanc_id(d.PatientID, d.StudyInstanceUID) for d in (east, utc))
+    day = "started=ge2020-02-01T00:00:00Z&started=lt2020-02-02T00:00:00Z"
+    assert ids(get(api, f"/fhir/ImagingStudy?{day}&_sort=started")) == [east_id, utc_id]
+    assert ids(get(api, f"/fhir/ImagingStudy?{day}&_sort=-started")) == [utc_id, east_id]
+    undated = store(hub, tmp_path, "CT_small.dcm", StudyInstanceUID="2.25.70703", StudyDate="", StudyTime="")
+    everything = ids(get(api, "/fhir/ImagingStudy?_sort=started&_count=100"))
+    assert everything[0] == orthanc_id(undated.PatientID, undated.StudyInstanceUID)
+    assert everything.index(east_id) + 1 == everything.index(utc_id)
+    assert ids(get(api, "/fhir/ImagingStudy?_sort=-started&_count=100"))[-1] == everything[0]
+
+
 def test_imaging_study_identifier_tokens_honour_the_system(api: Http, world: dict[str, Any]) -> None:
     """R4 search.html#token: ``system|code`` both, ``|code`` no system, ``code`` any system."""
     mr = "ACC-MR-000731"  # sample 04: Issuer of Accession Number urn:oid:2.999.2.2
