@@ -237,7 +237,7 @@ def _patient_matches(p: Json, c: PatientCriteria, tz: tzinfo | None) -> bool:
         if not birth or len(birth) != 10:
             return False
         low = datetime.combine(date.fromisoformat(birth), datetime.min.time())
-        if not all(date_matches(low, low + timedelta(days=1), q) for q in c.birthdate):
+        if not all(any(date_matches(low, low + timedelta(days=1), q) for q in g) for g in c.birthdate):
             return False
     return True
 

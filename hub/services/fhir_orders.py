@@ -16,7 +16,7 @@ the answer is built from the rows as written, not read back, and sent after the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -38,6 +38,7 @@ from mappings.order_to_fhir import order_to_service_request, parse_etag, service
 log = logging.getLogger(__name__)
 SENDER = "fhir"
 Row = Mapping[str, Any]
+DateTerm = tuple[str, str]  # (FHIR date prefix, date value)
 _ERRORS = {"required": "missing_attribute", "business-rule": "business_rule"}
 _CLOSED = {"completed", "revoked", "entered-in-error"}
 
@@ -271,13 +272,15 @@ class FhirOrderService:
 
     # ------------------------------------------------------------------ search
     def search(self, patient_id: str | None = None, identifier: str | None = None, status: str | None = None,
-               authored: list[tuple[str, str]] | None = None, count: int = 50, offset: int = 0, *,
+               authored: Sequence[DateTerm | Sequence[DateTerm]] | None = None, count: int = 50, offset: int = 0, *,
                patient_issuer: str | None = None) -> tuple[list[dict[str, Any]], int]:
         """ServiceRequests by DICOM Patient ID (+ issuer), identifier token ``[system|]value``, status
-        (comma-separated = OR), authored ``[(prefix, date)]`` (AND); returns (page, total)."""
+        (comma-separated = OR), authored ``[(prefix, date)]`` (AND; an item that is a list of them is an OR
+        group, R4 search.html#combining); returns (page, total)."""
         statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
         try:
-            ranges = [(p, *date_range(v)) for p, v in authored or []]
+            groups = [[term] if term and isinstance(term[0], str) else list(term) for term in authored or []]
+            ranges = [[(p, *date_range(v)) for p, v in group] for group in groups]
         except FhirInputError as err:
             raise HubError("invalid_query_value", err.diagnostics, attribute="authored") from None
         params: dict[str, Any] = dict(patient_id=patient_id, issuer=patient_issuer, status=statuses,

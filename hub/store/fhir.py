@@ -172,7 +172,7 @@ class FhirRepository:
                 select(ORDERS.c.patient_id).where(_mentions(ORDERS.c.patient_attrs, [v for _, v in g]))))
                 for g in c.identifiers]
             w += [any_of([_name_match(P.c.patient_name_norm, m, v) for m, v in g]) for g in c.names]
-            w += [date_param(P.c.birth_date, p, _birth_bound) for p in c.birthdate]
+            w += [any_of([date_param(P.c.birth_date, p, _birth_bound) for p in g]) for g in c.birthdate]
             w += [any_of([P.c.sex.in_([s for s in g if s]),
                         *([or_(P.c.sex.is_(None), P.c.sex == "")] if "" in g else [])]) for g in c.genders]
         with self.db.read() as conn:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Label, Select, and_, bindparam, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, Connection, Label, Select, and_, bindparam, exists, false, func, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from hub.domain.orders import FINAL_STEP_STATES, StepStatus
@@ -130,11 +130,11 @@ class FhirOrderStore:
         return [(r, steps[r["pk"]]) for r in rows]
 
     def search(self, *, patient_id: str | None = None, issuer: str | None = None, identifier_value: str | None = None,
-               status: list[str] | None = None, authored: list[tuple[str, datetime, datetime]] | None = None,
+               status: list[str] | None = None, authored: list[list[tuple[str, datetime, datetime]]] | None = None,
                count: int | None = 50, offset: int = 0,
                conn: Connection | None = None) -> tuple[list[tuple[dict[str, Any], list[dict[str, Any]]]], int]:
         """Orders matching all given parameters, by pk, with their steps, and the total count.
-        ``authored`` items are (prefix, start, end) of FHIR date search (eq ne lt le gt ge sa eb)."""
+        ``authored``: AND of OR groups of (prefix, start, end) of FHIR date search (eq ne lt le gt ge sa eb)."""
         cond: list[ColumnElement[bool]] = []
         if patient_id is not None:
             cond.append(ORDERS.c.patient_id == patient_id)
@@ -144,8 +144,8 @@ class FhirOrderStore:
             cond.append(or_(*(c == identifier_value for c in IDENTIFIER_COLUMNS)))
         if status:
             cond.append(or_(*(status_condition(s) for s in status)))
-        for prefix, lo, hi in authored or []:
-            cond.append(_date_condition(prefix, lo, hi))
+        for group in authored or []:
+            cond.append(or_(false(), *(_date_condition(prefix, lo, hi) for prefix, lo, hi in group)))
         if conn is None:
             with self.db.read() as c:
                 return self._search(c, cond, count, offset)

@@ -55,11 +55,11 @@ class StudyCriteria:
     patients: list[list[PatientKey]] = field(default_factory=list)
     # ("uid" | "accession", value, system): system None = any, "" = none (accession only)
     identifiers: list[list[tuple[str, str, str | None]]] = field(default_factory=list)
-    started: list[DateParam] = field(default_factory=list)  # in the hub's zone, naive
+    started: list[list[DateParam]] = field(default_factory=list)  # in the hub's zone, naive
     modalities: list[list[str]] = field(default_factory=list)
     statuses: list[list[str]] = field(default_factory=list)
     based_on: list[list[tuple[str, str | None]]] = field(default_factory=list)  # (accession/placer/filler, system)
-    last_updated: list[DateParam] = field(default_factory=list)
+    last_updated: list[list[DateParam]] = field(default_factory=list)  # UTC, naive
     nothing: bool = False  # a criterion no study can meet (unknown patient, foreign endpoint)
 
 
@@ -68,7 +68,7 @@ class PatientCriteria:
     ids: list[list[str]] = field(default_factory=list)
     identifiers: list[list[tuple[str | None, str]]] = field(default_factory=list)  # (system, value) tokens
     names: list[list[tuple[str, str]]] = field(default_factory=list)  # (modifier, normalized value)
-    birthdate: list[DateParam] = field(default_factory=list)
+    birthdate: list[list[DateParam]] = field(default_factory=list)
     genders: list[list[str]] = field(default_factory=list)  # DICOM sex: M, F, O, "" (unknown)
 
 
@@ -182,10 +182,10 @@ class Where:
             w.append(ST.c.patient_pk.in_([k.archive_pk for k in keys if k.archive_pk is not None]))
         for idents in c.identifiers:
             w.append(any_of([self._identifier("a", i) for i in idents]))
-        for p in c.started:
-            w.append(self._started("a", p))
-        for p in c.last_updated:
-            w.append(stamp_param(ST.c.updated_at, p))
+        for dates in c.started:
+            w.append(any_of([self._started("a", p) for p in dates]))
+        for dates in c.last_updated:
+            w.append(any_of([stamp_param(ST.c.updated_at, p) for p in dates]))
         for mods in c.modalities:
             w.append(exists(select(SE.c.pk).where(SE.c.study_pk == ST.c.pk, SE.c.modality.in_(mods))))
         for statuses in c.statuses:
@@ -205,10 +205,10 @@ class Where:
                              for k in keys]))
         for idents in c.identifiers:
             w.append(any_of([self._identifier("o", i) for i in idents]))
-        for p in c.started:  # an order matches when one of its scheduled steps starts in range
-            w.append(ORDERS.c.pk.in_(select(STEPS.c.order_pk).where(self._started("o", p))))
-        for p in c.last_updated:
-            w.append(stamp_param(ORDERS.c.updated_at, p))
+        for dates in c.started:  # an order matches when one of its scheduled steps starts in range
+            w.append(ORDERS.c.pk.in_(select(STEPS.c.order_pk).where(any_of([self._started("o", p) for p in dates]))))
+        for dates in c.last_updated:
+            w.append(any_of([stamp_param(ORDERS.c.updated_at, p) for p in dates]))
         for mods in c.modalities:
             w.append(exists(select(STEPS.c.pk).where(STEPS.c.order_pk == ORDERS.c.pk, STEPS.c.modality.in_(mods))))
         for statuses in c.statuses:

@@ -70,6 +70,30 @@ def test_sort_by_started_orders_instants_not_local_clock_times(hub: Hub, api: Ht
     assert ids(get(api, "/fhir/ImagingStudy?_sort=-started&_count=100"))[-1] == everything[0]
 
 
+def test_comma_lists_of_dates_are_or(hub: Hub, api: Http, world: dict[str, Any], tmp_path: Path) -> None:
+    """R4 search.html#combining: ``started=a,b`` and ``birthdate=a,b`` are OR, repeats AND - in SQL for the
+    archive, and for Patients made from orders (sample 01: MUELLER^JOERG, born 1967-05-23)."""
+    june = store(hub, tmp_path, "CT_small.dcm", StudyInstanceUID="2.25.80801", TimezoneOffsetFromUTC="+0000",
+                 StudyDate="20190601", StudyTime="100000", PatientID="BD-1", PatientBirthDate="19500101")
+    august = store(hub, tmp_path, "MR_small.dcm", StudyInstanceUID="2.25.80802", TimezoneOffsetFromUTC="+0000",
+                   StudyDate="20190801", StudyTime="100000", PatientID="BD-2", PatientBirthDate="19600101")
+    june_id, august_id = (orthanc_id(d.PatientID, d.StudyInstanceUID) for d in (june, august))
+    assert sorted(ids(get(api, "/fhir/ImagingStudy?started=2019-06,2019-08"))) == sorted([june_id, august_id])
+    assert ids(get(api, "/fhir/ImagingStudy?started=2019-06,2019-07")) == [june_id]
+    assert ids(get(api, "/fhir/ImagingStudy?started=2019-06,2019-08&started=lt2019-07")) == [june_id]
+    assert ids(get(api, "/fhir/ImagingStudy?started=2025-03-15T12:30:00Z,2019-08-01T10:00:00Z")) == [
+        "o-2", august_id]  # an order's scheduled step and a stored study in one OR list (sorted -started)
+    assert get(api, "/fhir/ImagingStudy?started=2019-06,2019-13", 400)["issue"][0]["code"] == "invalid"
+
+    born = lambda query: set(ids(get(api, f"/fhir/Patient?{query}&_count=100")))  # noqa: E731
+    bd1, bd2 = orthanc_id("BD-1"), orthanc_id("BD-2")
+    assert born("birthdate=1950-01-01,1960-01-01") == {bd1, bd2}
+    assert born("birthdate=1950-01-01,1960-01-01&birthdate=lt1955") == {bd1}
+    assert world["order_patient"] in born("birthdate=1950-01-01,1967-05-23")
+    assert bd1 in born("birthdate=1950-01-01,1967-05-23")
+    assert born("birthdate=1950-01-01,1967-05-23&birthdate=gt1960") == {world["order_patient"]}
+
+
 def test_imaging_study_identifier_tokens_honour_the_system(api: Http, world: dict[str, Any]) -> None:
     """R4 search.html#token: ``system|code`` both, ``|code`` no system, ``code`` any system."""
     mr = "ACC-MR-000731"  # sample 04: Issuer of Accession Number urn:oid:2.999.2.2

@@ -140,11 +140,16 @@ def test_search_and_or(fhir: tuple[Client, Callable[..., Client], dict[str, str]
     assert total(f"identifier={ACC}|H-1&identifier={ACC}|H-2") == 0
     assert total("identifier=H-1,H-7&status=on-hold") == 1
     assert total(f"patient={ids['P1']}") == 2 and total(f"patient={ids['P1']}&patient={ids['P2']}") == 0
-    for query, word in ((f"patient={ids['P1']},{ids['P2']}", "one patient"), ("authored=2025,2026", "OR lists"),
-                        ("authored=2025-13", "impossible"), ("authored=2025-02-30", "impossible")):
+    for query, word in ((f"patient={ids['P1']},{ids['P2']}", "one patient"), ("authored=2025-13", "impossible"),
+                        ("authored=2025-02-30", "impossible"), ("authored=2025,2025-13", "impossible")):
         resp = system.send("GET", f"ServiceRequest?{query}")
         assert resp.status_code == 400 and word in resp.get_data(as_text=True), (query, resp.get_data(as_text=True))
         assert resp.get_json()["resourceType"] == "OperationOutcome"
+    # authored: a comma list of dates is OR, a repeat AND.
+    for acc, when in (("H-8", "2020-05-01T10:00:00Z"), ("H-9", "2021-07-01T10:00:00Z")):
+        assert system.send("POST", "ServiceRequest", order(acc, "P2", authoredOn=when)).status_code == 201
+    assert total("authored=2020-05,2021-07") == 2 and total("authored=2020-05,2022") == 1
+    assert total("authored=2020-05,2021-07&authored=lt2021") == 1 and total("authored=lt2020,gt2030") == 0
 
 
 def test_update_needs_the_id(fhir: tuple[Client, Callable[..., Client], dict[str, str]]):

@@ -99,10 +99,8 @@ def criteria(s: Search) -> StudyCriteria:
             group += _identifier_tokens(*parse_token(v))
         c.identifiers.append(group)
     for name, target in (("started", c.started), ("_lastUpdated", c.last_updated)):
-        for values in s.values(name):
-            if len(values) != 1:
-                raise FhirError(400, f"{name} takes one date per parameter (repeat it for a range)", "invalid")
-            target.append(parse_date(values[0], hub().fhir.tz, utc=name == "_lastUpdated"))
+        for values in s.values(name):  # a comma list is OR (search.html#combining), a repeat AND
+            target.append([parse_date(v, hub().fhir.tz, utc=name == "_lastUpdated") for v in values])
     for values in s.values("modality"):
         c.modalities.append([code for system, code in map(parse_token, values) if system in (None, "", DCM)])
     c.statuses = [[parse_token(v)[1] for v in values] for values in s.values("status")]

@@ -54,7 +54,7 @@ def capability_statement() -> dict[str, Any]:
         "rest": [{
             "mode": "server",
             "documentation": ("Searches: repeated parameter = AND, comma = OR (except where a 400 says it is not "
-                              "supported: several patients or authored dates at once in ServiceRequest); unknown "
+                              "supported: several patients at once in ServiceRequest); unknown "
                               "parameters are a 400 OperationOutcome unless 'Prefer: handling=lenient'. Paging: "
                               "_count, _offset."),
             "security": security(h.auth.bearer_enabled, bool(h.settings.http.cors_origins)),

@@ -8,7 +8,6 @@ from flask import Response
 
 from hub.services.fhir import PatientCriteria
 from interfaces.http.fhir.common import (
-    FhirError,
     ResourceSupport,
     SearchParam,
     authorize,
@@ -62,10 +61,8 @@ def search_patient() -> Response:
         c.identifiers.append([parse_token(v) for v in values])
     for modifier, values in s.params.get("name", []):
         c.names.append([(modifier, normalize_name(v) or "") for v in values])
-    for values in s.values("birthdate"):
-        if len(values) != 1:
-            raise FhirError(400, "birthdate takes one date per parameter (repeat it for a range)", "invalid")
-        c.birthdate.append(parse_date(values[0], hub().fhir.tz))
+    for values in s.values("birthdate"):  # a comma list is OR (search.html#combining), a repeat AND
+        c.birthdate.append([parse_date(v, hub().fhir.tz) for v in values])
     for values in s.values("gender"):
         c.genders.append([GENDER.get(parse_token(v)[1], "?") for v in values])
     if allowed is not None:

@@ -234,15 +234,9 @@ def search_service_request() -> Response:
         if not statuses:
             return empty
         kw["status"] = ",".join(sorted(statuses))
-    authored = []
-    for vals in s.values("authored"):
-        if len(vals) > 1:
-            raise FhirError(400, "authored takes one value per parameter (repeat it for AND); OR lists are not "
-                            "supported", "not-supported")
-        v = vals[0]
-        prefix = v[:2] if v[:2].isalpha() else "eq"
-        authored.append((prefix, v[2:] if v[:2].isalpha() else v))
-    kw["authored"] = authored
+    # a comma list is OR, a repeat AND (search.html#combining)
+    kw["authored"] = [[(v[:2], v[2:]) if v[:2].isalpha() else ("eq", v) for v in vals]
+                      for vals in s.values("authored")]
     tokens = s.values("identifier")
     if not tokens:
         page, total = _orders().search(count=s.count, offset=s.offset, **kw)
