@@ -113,6 +113,11 @@ class JwtSettings:
     jwks_url: str = ""
     roles_claim: str = "roles"
     default_role: str = "user"
+    # SMART discovery (/fhir/.well-known/smart-configuration, SMART App Launch 2.x): the authorization
+    # server's endpoints and the client capabilities it supports (comma-separated).
+    token_endpoint: str = ""
+    authorization_endpoint: str = ""
+    smart_capabilities: str = "client-confidential-asymmetric"
 
 
 @dataclass(frozen=True)
@@ -339,6 +344,14 @@ def _validate(s: Settings) -> None:
         raise SettingsError("auth.jwt.issuer: required when a JWKS is configured")
     if jwt.jwks_file and not Path(jwt.jwks_file).is_file():
         raise SettingsError(f"auth.jwt.jwks_file: file not found: {jwt.jwks_file}")
+    for key in ("token_endpoint", "authorization_endpoint"):
+        url = getattr(jwt, key)
+        if url and not (jwt.jwks_file or jwt.jwks_url):
+            raise SettingsError(f"auth.jwt.{key}: needs bearer tokens (auth.jwt.jwks_file or jwks_url)")
+        if url and not url.startswith(("https://", "http://")):
+            raise SettingsError(f"auth.jwt.{key}: expected an http(s) URL, got {url!r}")
+    if jwt.authorization_endpoint and not jwt.token_endpoint:
+        raise SettingsError("auth.jwt.authorization_endpoint: needs auth.jwt.token_endpoint too")
     for name, m in s.modalities.items():
         if not _AET_RE.match(m.aet):
             raise SettingsError(f"modalities.{name}.aet: 1-16 printable characters, got {m.aet!r}")

@@ -37,12 +37,14 @@ def create_app(hub: Hub) -> Flask:
 
     @app.before_request
     def _authenticate() -> Response | None:
+        view = app.view_functions.get(request.endpoint) if request.endpoint else None
+        if auth.is_public(hub, view):
+            return None
         principal = auth.authenticate(hub, request)
         if principal is None:
             resp = errors.error_response(401, "Authentication required")
             resp.headers["WWW-Authenticate"] = auth.challenge(hub)
             return resp
-        view = app.view_functions.get(request.endpoint) if request.endpoint else None
         role = auth.required_role(request, view)
         if not principal.has(role):
             log.info("%s %s refused for %s (needs %s)", request.method, request.path, principal.name, role)

@@ -30,6 +30,22 @@ def requires(role: str) -> Callable[[F], F]:
     return mark
 
 
+def public_if(condition: Callable[[Hub], bool]) -> Callable[[F], F]:
+    """Serve a route without authentication while ``condition(hub)`` holds: only discovery documents that a
+    client must read before it can get a token (SMART App Launch's smart-configuration), only once configured."""
+
+    def mark(fn: F) -> F:
+        fn.public_if = condition  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def is_public(hub: Hub, view: Callable[..., object] | None) -> bool:
+    condition = getattr(view, "public_if", None)
+    return bool(condition is not None and condition(hub))
+
+
 def authenticate(hub: Hub, request: Request) -> Principal | None:
     if hub.settings.http.open:
         return Principal("anonymous", ("admin",), "open")

@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, current_app, jsonify
 from werkzeug.routing import Rule
 
 from hub.app import Hub
+from interfaces.http.auth import is_public
 
 bp = Blueprint("openapi", __name__)
 
@@ -71,6 +72,8 @@ def build_openapi(app: Flask, hub: Hub) -> dict[str, Any]:
                 op["parameters"] = params
             role = getattr(view, "required_role", None) or ("user" if method == "GET" else "admin")
             op["x-rishub-role"] = role
+            if is_public(hub, view):  # a configured discovery document (SMART): no authentication
+                op["security"], op["x-rishub-role"] = [], "none"
             paths.setdefault(path, {})[method.lower()] = op
     schemes: dict[str, Any] = {"basic": {"type": "http", "scheme": "basic"}}
     if hub.auth.bearer_enabled:

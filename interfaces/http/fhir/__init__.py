@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from interfaces.http.fhir import endpoint, imaging_study, metadata, patient, service_request
+from interfaces.http.fhir import endpoint, imaging_study, metadata, patient, service_request, smart
 from interfaces.http.fhir.common import bp
 
-__all__ = ["blueprint", "bp", "endpoint", "imaging_study", "metadata", "patient", "service_request"]
+__all__ = ["blueprint", "bp", "endpoint", "imaging_study", "metadata", "patient", "service_request", "smart"]
 
 
 def blueprint() -> Blueprint:

@@ -8,7 +8,7 @@
 * search parameters: AND (repeated) of OR (comma) values, date prefixes eq/ne/lt/gt/le/ge/sa/eb,
   ``_count``/``_offset`` paging, ``_sort``, ``_include``; an unknown parameter is a 400 unless the
   client sent ``Prefer: handling=lenient`` (then it is ignored and left out of the self link);
-* :func:`authorize`, the one hook for SMART scopes (none yet: every authenticated user reads all).
+* :func:`authorize`, the one hook for SMART scopes (:mod:`interfaces.http.fhir.auth` decides).
 """
 
 from __future__ import annotations

@@ -11,19 +11,25 @@ from flask import Response
 from interfaces.http.fhir.common import REGISTRY, bp, fhir_base, fhir_response, hub
 
 SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
-def security(bearer: bool, cors: bool) -> dict[str, Any]:
+def security(bearer: bool, cors: bool, token: str = "", authorize: str = "") -> dict[str, Any]:
     """CapabilityStatement.rest.security: Basic always; OAuth and SMART-on-FHIR when bearer JWTs are configured
-    (SMART App Launch 2.x scopes decide what a token may do, see interfaces.http.fhir.auth)."""
+    (SMART App Launch 2.x scopes decide what a token may do, see interfaces.http.fhir.auth). With a configured
+    token endpoint also SMART's oauth-uris extension, which clients older than .well-known discovery read."""
     codes = ["Basic", *(["OAuth", "SMART-on-FHIR"] if bearer else [])]
     text = "HTTP Basic, as every rishub route."
     if bearer:
         text = ("HTTP Basic, or an OAuth2 bearer JWT (RFC 6750) from the configured issuer: SMART v1 and v2 scopes "
                 "(patient/, user/, system/; .read/.write, .cruds) decide what it may do, a patient/ scope only for "
                 "the token's patient claim.")
-    return {"cors": cors, "service": [{"coding": [{"system": SECURITY_SERVICE, "code": c}]} for c in codes],
-            "description": text}
+    out: dict[str, Any] = {}
+    if bearer and token:
+        uris = [("token", token), *([("authorize", authorize)] if authorize else [])]
+        out["extension"] = [{"url": OAUTH_URIS, "extension": [{"url": k, "valueUri": v} for k, v in uris]}]
+    return {**out, "cors": cors,
+            "service": [{"coding": [{"system": SECURITY_SERVICE, "code": c}]} for c in codes], "description": text}
 
 
 def capability_statement() -> dict[str, Any]:
@@ -57,7 +63,8 @@ def capability_statement() -> dict[str, Any]:
                               "supported: several patients at once in ServiceRequest); unknown "
                               "parameters are a 400 OperationOutcome unless 'Prefer: handling=lenient'. Paging: "
                               "_count, _offset."),
-            "security": security(h.auth.bearer_enabled, bool(h.settings.http.cors_origins)),
+            "security": security(h.auth.bearer_enabled, bool(h.settings.http.cors_origins),
+                                 h.settings.auth.jwt.token_endpoint, h.settings.auth.jwt.authorization_endpoint),
             "resource": resources,
         }],
     }
