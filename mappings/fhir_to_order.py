@@ -1,5 +1,5 @@
-"""FHIR R4 ServiceRequest / ImagingStudy (status ``registered``) -> ``OrderCommand`` (mapping-reference §3.3,
-HL7 imaging-service-request IG ConceptMaps; MWL keys of PS3.4 Table K.6-1).
+"""FHIR R4 ServiceRequest -> ``OrderCommand`` (mapping-reference §3.3, HL7 imaging-service-request IG ConceptMaps;
+MWL keys of PS3.4 Table K.6-1). A registered ImagingStudy goes through here too (mappings.imaging_study_to_order).
 
 Decisions: ``urgent`` and ``asap`` -> HIGH (MEDIUM stays for HL7 "T"); ``on-hold`` keeps the order but
 removes its not-yet-started worklist items (order status HD, released by ``active``); ``draft`` and
@@ -233,7 +233,8 @@ def _display_of(resource: dict[str, Any], ref: dict[str, Any]) -> tuple[str, dic
     return text, inner
 
 
-def _person(resource: dict[str, Any], ref: dict[str, Any] | None, expression: str) -> str:
+def person_pn(resource: dict[str, Any], ref: dict[str, Any] | None, expression: str) -> str:
+    """A Practitioner reference (display, identifier or contained name) -> DICOM PN, cut to its VR."""
     if not ref:
         return ""
     text, inner = _display_of(resource, ref)
@@ -282,7 +283,7 @@ def service_request_to_order(resource: dict[str, Any], patient: dict[str, Any] |
         "00080050": elem("SH", ids.accession[0]),
         "00402016": elem("LO", ids.placer[0]),
         "00402017": elem("LO", ids.filler[0]),
-        "00321032": pn_elem(_person(resource, resource.get("requester"), "ServiceRequest.requester")),
+        "00321032": pn_elem(person_pn(resource, resource.get("requester"), "ServiceRequest.requester")),
         "00080090": {"vr": "PN"},
         "00081110": seq_elem(),
         "00081120": seq_elem(),
@@ -339,7 +340,7 @@ def _step(resource: dict[str, Any], ids: _Ids, modality: str, policy: FhirOrderP
             station = fit(station, "AE", f"ServiceRequest.performer[{n}]")
             station_name = text[:16]
         elif kind in ("Practitioner", "PractitionerRole") and not physician:
-            physician = _person(resource, ref, f"ServiceRequest.performer[{n}]")
+            physician = person_pn(resource, ref, f"ServiceRequest.performer[{n}]")
     station = station or policy.station_by_modality.get(modality, "")
     details = [c for d in resource.get("orderDetail") or [] for c in d.get("coding") or []
                if not (c.get("system") == DCM_SYSTEM and _MODALITY.fullmatch(str(c.get("code") or "")))]
@@ -368,53 +369,6 @@ def _step(resource: dict[str, Any], ids: _Ids, modality: str, policy: FhirOrderP
     }
     return ScheduledStep(sps_id=ids.rp_id, status=status, modality=modality, station_aet=station,
                          start_date=start[0], start_time=start[1], attrs=attrs)
-
-
-IMAGING_STUDY_STATUS = {"registered": "active", "cancelled": "revoked", "entered-in-error": "entered-in-error"}
-
-
-def imaging_study_to_order(resource: dict[str, Any], patient: dict[str, Any] | None = None,
-                           policy: FhirOrderPolicy | None = None, *, now: datetime | None = None) -> OrderCommand:
-    """An ImagingStudy pre-created with status ``registered`` (imaging-service-request IG) schedules its study
-    like an order: identifier ``urn:dicom:uid`` = Study UID, ACSN = accession, modality, started -> SPS start,
-    procedureCode, referrer; ``cancelled`` / ``entered-in-error`` cancel it."""
-    check(resource, "ImagingStudy")
-    status = str(resource.get("status"))
-    if status not in ("registered", "available", "cancelled", "entered-in-error", "unknown"):  # required binding
-        raise FhirInputError("code-invalid", f"{status!r} is not an imagingstudy-status code", "ImagingStudy.status")
-    if status not in IMAGING_STUDY_STATUS:
-        raise FhirInputError("business-rule", f"an ImagingStudy with status {status} is not an order",
-                             "ImagingStudy.status")
-    modalities = [m for m in resource.get("modality") or [] if m.get("code")]
-    request: dict[str, Any] = {
-        "resourceType": "ServiceRequest", "status": IMAGING_STUDY_STATUS[status], "intent": "order",
-        "identifier": resource.get("identifier") or [], "subject": resource.get("subject"),
-        "contained": resource.get("contained") or [],
-    }
-    procedure = (resource.get("procedureCode") or [None])[0]
-    if procedure:
-        request["code"] = {**procedure, "text": procedure.get("text") or resource.get("description") or ""}
-        request["code"] = {k: v for k, v in request["code"].items() if v}
-    elif resource.get("description"):
-        request["code"] = {"text": resource["description"]}
-    if resource.get("started"):
-        request["occurrenceDateTime"] = resource["started"]
-    if modalities:
-        request["category"] = [{"coding": [{"system": DCM_SYSTEM, "code": modalities[0]["code"]}]}]
-    if resource.get("location"):
-        request["locationReference"] = [resource["location"]]
-    for key in ("reasonCode", "note"):
-        if resource.get(key):
-            request[key] = resource[key]
-    try:
-        cmd = service_request_to_order(request, patient, policy, now=now)
-    except FhirInputError as err:
-        err.expression = err.expression.replace("ServiceRequest.occurrence", "ImagingStudy.started").replace(
-            "ServiceRequest", "ImagingStudy")
-        raise
-    if resource.get("referrer"):
-        cmd.attrs["00080090"] = pn_elem(_person(resource, resource["referrer"], "ImagingStudy.referrer"))
-    return cmd
 
 
 def parse_identifier_token(token: str) -> tuple[str | None, str]:

@@ -26,13 +26,9 @@ from hub.store.db import Database
 from hub.store.fhir_orders import MAX_CANDIDATES, FhirOrderStore
 from hub.store.orders import OrderRepository, OrderUnit
 from mappings.dicom_to_fhir import patient_resource_id
-from mappings.fhir_to_order import (
-    FhirOrderPolicy,
-    imaging_study_to_order,
-    parse_identifier_token,
-    service_request_to_order,
-)
+from mappings.fhir_to_order import FhirOrderPolicy, parse_identifier_token, service_request_to_order
 from mappings.fhir_values import DICOM_UID_SYSTEM, FhirInputError, date_range
+from mappings.imaging_study_to_order import imaging_study_to_order
 from mappings.order_to_fhir import order_to_service_request, parse_etag, service_request_status
 
 log = logging.getLogger(__name__)

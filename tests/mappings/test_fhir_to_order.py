@@ -1,4 +1,4 @@
-"""Golden tests of the FHIR R4 ServiceRequest / ImagingStudy <-> order mappings (mapping-reference §3.3, §2.4),
+"""Golden tests of the FHIR R4 ServiceRequest <-> order mappings (mapping-reference §3.3, §2.4),
 with the emitted ServiceRequest checked by the R4B models and by FHIR.js (R4)."""
 
 from __future__ import annotations
@@ -12,12 +12,7 @@ import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from hub.domain.orders import OrderAction, StepStatus
-from mappings.fhir_to_order import (
-    FhirOrderPolicy,
-    imaging_study_to_order,
-    parse_identifier_token,
-    service_request_to_order,
-)
+from mappings.fhir_to_order import FhirOrderPolicy, parse_identifier_token, service_request_to_order
 from mappings.fhir_values import FhirInputError, date_range, parse_datetime, to_fhir_datetime
 from mappings.hl7_values import value_of
 from mappings.order_to_fhir import etag, order_to_service_request, parse_etag, service_request_status
@@ -157,30 +152,6 @@ def test_invalid_resources(change: dict, code: str, expression: str):
     with pytest.raises(FhirInputError) as exc:
         service_request_to_order({**SR, **change}, policy=POLICY)
     assert (exc.value.code, exc.value.expression) == (code, expression)
-
-
-def test_imaging_study_registered():
-    study = {"resourceType": "ImagingStudy", "status": "registered",
-             "identifier": [{"system": "urn:dicom:uid", "value": "urn:oid:1.2.840.99.7"}, ident("ACSN", "", "ACC7")],
-             "subject": {"identifier": {"value": "PID7"}}, "modality": [{"system": DCM, "code": "US"}],
-             "started": "2030-03-04T09:15:00Z", "description": "US abdomen",
-             "referrer": {"display": "Ref^Ray"}}
-    cmd = imaging_study_to_order(study, policy=POLICY)
-    assert (cmd.action, cmd.study_uid, cmd.accession_number) == (OrderAction.CREATE, "1.2.840.99.7", "ACC7")
-    step = cmd.steps[0]
-    assert (step.modality, step.start_date, step.start_time, v(cmd.attrs, "00080201")) == \
-        ("US", "20300304", "091500", "+0000")
-    assert (v(cmd.attrs, "00321060"), v(cmd.attrs, "00080090")) == ("US abdomen", "Ref^Ray")
-    assert imaging_study_to_order({**study, "status": "cancelled"}).action is OrderAction.CANCEL
-    with pytest.raises(FhirInputError) as exc:
-        imaging_study_to_order({**study, "status": "available"})
-    assert exc.value.code == "business-rule"
-    with pytest.raises(FhirInputError) as exc:  # required binding imagingstudy-status
-        imaging_study_to_order({**study, "status": "bogus"})
-    assert (exc.value.code, exc.value.expression) == ("code-invalid", "ImagingStudy.status")
-    with pytest.raises(FhirInputError) as exc:
-        imaging_study_to_order({**study, "started": "2030-03-04T09:15:00"})
-    assert exc.value.expression == "ImagingStudy.started"
 
 
 def order_row(cmd: Any, status: str = "SC", version: int = 3) -> tuple[dict, list[dict]]:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mappings.fhir_to_order import imaging_study_to_order
 from mappings.fhir_values import FhirInputError, date_range, validate
+from mappings.imaging_study_to_order import imaging_study_to_order
 
 PATIENT = {"resourceType": "Patient", "id": "p", "identifier": [{"system": "urn:oid:1.2.3", "value": "PID1"}]}
 BODIES: dict[str, dict[str, Any]] = {
