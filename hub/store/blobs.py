@@ -156,9 +156,13 @@ class BlobStore:
         except OSError:  # other file system, or links not allowed: copy instead
             return False
 
-    def publish(self, staged: StagedBlob) -> Path:
-        """Move a staged blob whose index row is committed to its final place."""
-        dest, created = self._move(staged)
+    def publish(self, staged: StagedBlob) -> Path | None:
+        """Move a staged blob whose index row is committed to its final place; None when a later
+        transaction released it first (see :meth:`delete`)."""
+        moved = self._move(staged)
+        if moved is None:
+            return None
+        dest, created = moved
         for d in created:
             self._sync_dir(d)
         self._sync_dir(dest.parent)
@@ -168,26 +172,37 @@ class BlobStore:
         """:meth:`publish` for a batch: each directory is fsynced once for all the batch's blobs."""
         dirs: set[Path] = set()
         for s in staged:
-            dest, created = self._move(s)
+            moved = self._move(s)
+            if moved is None:
+                continue
+            dest, created = moved
             dirs.update(created)
             dirs.add(dest.parent)
         for d in sorted(dirs, key=lambda p: len(p.parts)):  # parents before their children
             self._sync_dir(d)
 
-    def _move(self, staged: StagedBlob) -> tuple[Path, list[Path]]:
+    def _move(self, staged: StagedBlob) -> tuple[Path, list[Path]] | None:
         """Rename into place; returns the destination and the directories whose entries changed
-        by creating a shard directory (to be fsynced)."""
+        by creating a shard directory (to be fsynced), or None when the staged file is gone because
+        a later transaction released this blob before it was published (:meth:`delete`)."""
         dest = self.path(staged.key)
         created: list[Path] = []
         try:
             os.rename(staged.path, dest)
         except FileNotFoundError:
+            if not os.path.lexists(staged.path):
+                return None
             if not dest.parent.parent.is_dir():
                 dest.parent.parent.mkdir(exist_ok=True)
                 created.append(self.blob_dir)
             dest.parent.mkdir(exist_ok=True)
             created.append(dest.parent.parent)
-            os.rename(staged.path, dest)
+            try:
+                os.rename(staged.path, dest)
+            except FileNotFoundError:
+                if os.path.lexists(staged.path):
+                    raise
+                return None
         return dest, created
 
     def discard(self, staged: StagedBlob) -> None:
@@ -198,9 +213,15 @@ class BlobStore:
             staged.path.unlink()
 
     def delete(self, keys: Iterable[str]) -> None:
+        """Delete released blobs. A blob can be released (overwritten, deleted) by a transaction that
+        starts right after the one that wrote it commits, before that one has published it: it is then
+        still staged in this process's session. The staged file goes first, then the published one; the
+        publisher's atomic rename has either already happened (the second unlink removes it) or finds
+        nothing and skips it, so no file outlives its last index row."""
         for key in keys:
-            with contextlib.suppress(FileNotFoundError):
-                self.path(key).unlink()
+            for path in (self.session_dir / key, self.path(key)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     # ------------------------------------------------------------------ recovery
     def recover(self, known_keys: Callable[[list[str]], set[str]]) -> tuple[int, int]:

@@ -30,6 +30,31 @@ def test_stage_from_path_and_stream(tmp_path: Path):
         assert store.stage(f).size == 3000
 
 
+def test_a_blob_released_before_its_publication_leaves_no_file(tmp_path: Path):
+    """Overwrite race (PostgreSQL READ COMMITTED): T1 commits the row naming K1, T2 overwrites that row at
+    once and deletes K1 before T1 has renamed K1 into place. T1's publication then finds nothing to move
+    and skips it, instead of leaving a file no row refers to (or failing the store)."""
+    store = BlobStore(tmp_path)
+    released, kept = store.stage(b"first copy"), store.stage(b"second copy")
+    store.delete([released.key])  # T2, between T1's COMMIT and T1's publish
+    assert not released.path.exists()
+    store.publish_many([released, kept])  # T1 publishes its batch
+    assert store.publish(store.stage(b"x")) is not None
+    assert not store.path(released.key).exists() and store.path(kept.key).read_bytes() == b"second copy"
+    late = store.stage(b"late")
+    store.delete([late.key])
+    assert store.publish(late) is None
+    assert released.key not in set(store.iter_keys()) and late.key not in set(store.iter_keys())
+
+
+def test_delete_after_publication_removes_the_published_file(tmp_path: Path):
+    store = BlobStore(tmp_path)
+    staged = store.stage(b"abc")
+    store.publish(staged)
+    store.delete([staged.key, "0" * 32])  # an unknown key is no error
+    assert not store.path(staged.key).exists()
+
+
 def test_recover_rolls_forward_known_and_back_unknown(tmp_path: Path):
     # A child process stages two blobs and dies without cleaning up (its flock is released).
     code = (
