@@ -269,8 +269,10 @@ class FhirOrderService:
     # ------------------------------------------------------------------ search
     def search(self, patient_id: str | None = None, identifier: str | None = None, status: str | None = None,
                authored: Sequence[DateTerm | Sequence[DateTerm]] | None = None, count: int = 50, offset: int = 0, *,
-               patient_issuer: str | None = None) -> tuple[list[dict[str, Any]], int]:
-        """ServiceRequests by DICOM Patient ID (+ issuer), identifier token ``[system|]value``, status
+               patient_issuer: str | None = None,
+               patients: Sequence[tuple[str, str | None]] | None = None) -> tuple[list[dict[str, Any]], int]:
+        """ServiceRequests by DICOM Patient ID (+ issuer; ``patients``: any of several), identifier token
+        ``[system|]value``, status
         (comma-separated = OR), authored ``[(prefix, date)]`` (AND; an item that is a list of them is an OR
         group, R4 search.html#combining); returns (page, total)."""
         statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
@@ -280,7 +282,7 @@ class FhirOrderService:
         except FhirInputError as err:
             raise HubError("invalid_query_value", err.diagnostics, attribute="authored") from None
         params: dict[str, Any] = dict(patient_id=patient_id, issuer=patient_issuer, status=statuses,
-                                      authored=ranges)
+                                      authored=ranges, patients=list(patients) if patients is not None else None)
         if identifier is not None:
             matches = self._by_identifier(identifier, **params)
             return matches[offset:offset + count], len(matches)

@@ -131,15 +131,20 @@ class FhirOrderStore:
 
     def search(self, *, patient_id: str | None = None, issuer: str | None = None, identifier_value: str | None = None,
                status: list[str] | None = None, authored: list[list[tuple[str, datetime, datetime]]] | None = None,
-               count: int | None = 50, offset: int = 0,
+               patients: list[tuple[str, str | None]] | None = None, count: int | None = 50, offset: int = 0,
                conn: Connection | None = None) -> tuple[list[tuple[dict[str, Any], list[dict[str, Any]]]], int]:
         """Orders matching all given parameters, by pk, with their steps, and the total count.
-        ``authored``: AND of OR groups of (prefix, start, end) of FHIR date search (eq ne lt le gt ge sa eb)."""
+        ``authored``: AND of OR groups of (prefix, start, end) of FHIR date search (eq ne lt le gt ge sa eb);
+        ``patients``: any of these (Patient ID, issuer or None for any issuer)."""
         cond: list[ColumnElement[bool]] = []
         if patient_id is not None:
             cond.append(ORDERS.c.patient_id == patient_id)
         if issuer is not None:
             cond.append(ORDERS.c.issuer_of_patient_id == issuer)
+        if patients is not None:
+            cond.append(or_(false(), *(ORDERS.c.patient_id == pid if iss is None else
+                                       and_(ORDERS.c.patient_id == pid, ORDERS.c.issuer_of_patient_id == iss)
+                                       for pid, iss in patients)))
         if identifier_value is not None:
             cond.append(or_(*(c == identifier_value for c in IDENTIFIER_COLUMNS)))
         if status:

@@ -140,7 +140,10 @@ def test_search_and_or(fhir: tuple[Client, Callable[..., Client], dict[str, str]
     assert total(f"identifier={ACC}|H-1&identifier={ACC}|H-2") == 0
     assert total("identifier=H-1,H-7&status=on-hold") == 1
     assert total(f"patient={ids['P1']}") == 2 and total(f"patient={ids['P1']}&patient={ids['P2']}") == 0
-    for query, word in ((f"patient={ids['P1']},{ids['P2']}", "one patient"), ("authored=2025-13", "impossible"),
+    assert total(f"patient={ids['P1']},{ids['P2']}") == 3 and total(f"patient={ids['P2']},unknown-id") == 1
+    assert total(f"patient={ids['P1']},{ids['P2']}&status=on-hold") == 1
+    assert total(f"patient={ids['P1']},{ids['P2']}&patient={ids['P2']}") == 1
+    for query, word in (("authored=2025-13", "impossible"),
                         ("authored=2025-02-30", "impossible"), ("authored=2025,2025-13", "impossible")):
         resp = system.send("GET", f"ServiceRequest?{query}")
         assert resp.status_code == 400 and word in resp.get_data(as_text=True), (query, resp.get_data(as_text=True))

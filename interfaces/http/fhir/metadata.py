@@ -59,10 +59,8 @@ def capability_statement() -> dict[str, Any]:
         "fhirVersion": "4.0.1", "format": ["json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": ("Searches: repeated parameter = AND, comma = OR (except where a 400 says it is not "
-                              "supported: several patients at once in ServiceRequest); unknown "
-                              "parameters are a 400 OperationOutcome unless 'Prefer: handling=lenient'. Paging: "
-                              "_count, _offset."),
+            "documentation": ("Searches: repeated parameter = AND, comma = OR; unknown parameters are a 400 "
+                              "OperationOutcome unless 'Prefer: handling=lenient'. Paging: _count, _offset."),
             "security": security(h.auth.bearer_enabled, bool(h.settings.http.cors_origins),
                                  h.settings.auth.jwt.token_endpoint, h.settings.auth.jwt.authorization_endpoint),
             "resource": resources,

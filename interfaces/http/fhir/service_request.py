@@ -222,13 +222,10 @@ def search_service_request() -> Response:
     kw: dict[str, Any] = {}
     patients = _patients(s, allowed)
     if patients is not None:
-        if len(patients) > 1:
-            raise FhirError(400, "ServiceRequest search takes one patient at a time (patient=a,b is not supported)",
-                            "not-supported")
-        keys = hub().fhir.patient_keys(next(iter(patients))) if patients else []
+        keys = [k for rid in sorted(patients) for k in hub().fhir.patient_keys(rid)]
         if not keys:
             return empty
-        kw["patient_id"], kw["patient_issuer"] = keys[0].patient_id, keys[0].issuer
+        kw["patients"] = [(k.patient_id, k.issuer) for k in keys]
     statuses = _statuses(s)
     if statuses is not None:
         if not statuses:
