@@ -170,3 +170,11 @@ def parse_etag(value: str) -> str:
     value = value.strip()
     value = value[2:] if value.startswith("W/") else value
     return value.strip('"')
+
+
+def etag_matches(header: str, version: int | str) -> bool:
+    """``If-Match`` (RFC 9110 13.1.1) against the current version: ``*``, or a comma list of entity tags one of
+    which names it. Compared weakly: FHIR's version ETags are weak (``W/"3"``) and clients send them back as
+    they got them, or as ``"3"``."""
+    tags = [t.strip() for t in header.split(",") if t.strip()]
+    return "*" in tags or any(parse_etag(t) == str(version) for t in tags)

@@ -25,11 +25,11 @@ from hub.errors import HubError
 from hub.store.db import Database
 from hub.store.fhir_orders import MAX_CANDIDATES, FhirOrderStore
 from hub.store.orders import OrderRepository, OrderUnit
-from mappings.dicom_to_fhir import patient_resource_id
+from mappings.dicom_to_fhir import patient_resource_id, version_of
 from mappings.fhir_to_order import FhirOrderPolicy, parse_identifier_token, service_request_to_order
 from mappings.fhir_values import DICOM_UID_SYSTEM, FhirInputError, date_range
 from mappings.imaging_study_to_order import imaging_study_to_order
-from mappings.order_to_fhir import order_to_service_request, parse_etag, service_request_status
+from mappings.order_to_fhir import etag_matches, order_to_service_request, service_request_status
 
 log = logging.getLogger(__name__)
 SENDER = "fhir"
@@ -37,6 +37,11 @@ Row = Mapping[str, Any]
 DateTerm = tuple[str, str]  # (FHIR date prefix, date value)
 _ERRORS = {"required": "missing_attribute", "business-rule": "business_rule"}
 _CLOSED = {"completed", "revoked", "entered-in-error"}
+
+
+def imaging_study_version(order: Row, steps: list[Row]) -> str:
+    """The ``meta.versionId`` of the ImagingStudy an order without images reads as (``order_to_imaging_study``)."""
+    return version_of(max([order["updated_at"], *(s["updated_at"] for s in steps)]))
 
 
 def hub_error(err: FhirInputError) -> HubError:
@@ -107,6 +112,15 @@ class FhirOrderService:
         if cmd.action is OrderAction.CREATE:
             return self._create(cmd, if_none_exist, upsert=True)
         return self._change(None, cmd, resource, None, str(resource.get("status"))), False
+
+    def update_imaging_study(self, pk: int, resource: Any, if_match: str | None = None) -> dict[str, Any]:  # noqa: ANN401
+        """PUT ImagingStudy/o-<pk>: reschedule (``registered``) or cancel (``cancelled``/``entered-in-error``)
+        that order, and no other. Every check is made on the locked order before anything changes (R4
+        http.html#update): 404 unknown, 412 when ``If-Match`` names another ImagingStudy version, 409 when the
+        body's Study UID is another study's; a body without one keeps the order's. Returns the ServiceRequest."""
+        cmd = self._map(resource, "ImagingStudy")
+        return self._change(pk, cmd, resource, if_match, str(resource.get("status")),
+                            version=imaging_study_version, other_study=("conflict", "ImagingStudy.identifier"))
 
     def _create(self, cmd: OrderCommand, if_none_exist: str | None, *, upsert: bool = False,
                 retry: bool = True) -> tuple[dict[str, Any], bool]:
@@ -198,7 +212,8 @@ class FhirOrderService:
         return self._change(pk, cmd, resource, if_match, str(resource.get("status")))
 
     def _change(self, pk: int | None, cmd: OrderCommand, resource: dict[str, Any], if_match: str | None,
-                target: str) -> dict[str, Any]:
+                target: str, *, version: Callable[[Row, list[Row]], str] = lambda order, _: str(order["version"]),
+                other_study: tuple[str, str] = ("business_rule", "ServiceRequest.identifier")) -> dict[str, Any]:
         explicit_uid = any(i.get("system") == DICOM_UID_SYSTEM for i in resource.get("identifier") or [])
         target = {"cancelled": "revoked", "registered": "active"}.get(target, target)
 
@@ -207,12 +222,12 @@ class FhirOrderService:
             if loaded is None:
                 raise HubError("unknown_resource", "no such ServiceRequest")
             order, steps = loaded
-            if if_match is not None and parse_etag(if_match) != str(order["version"]):
+            if if_match is not None and not etag_matches(if_match, version(order, steps)):
                 raise HubError("precondition_failed", "If-Match does not name the current version",
                                attribute="If-Match")
             if explicit_uid and cmd.study_uid != order["study_uid"]:
-                raise HubError("business_rule", "the Study Instance UID of an order cannot change",
-                               attribute="ServiceRequest.identifier")
+                raise HubError(other_study[0], "the Study Instance UID of an order cannot change",
+                               attribute=other_study[1])
             current = service_request_status(str(order["status"]), [str(s["status"]) for s in steps])
             new = self._transition(cmd, current, target, order, steps)
             if new is not None:

@@ -15,7 +15,13 @@ from hub.domain.orders import OrderAction, StepStatus
 from mappings.fhir_to_order import FhirOrderPolicy, parse_identifier_token, service_request_to_order
 from mappings.fhir_values import FhirInputError, date_range, parse_datetime, to_fhir_datetime
 from mappings.hl7_values import value_of
-from mappings.order_to_fhir import etag, order_to_service_request, parse_etag, service_request_status
+from mappings.order_to_fhir import (
+    etag,
+    etag_matches,
+    order_to_service_request,
+    parse_etag,
+    service_request_status,
+)
 
 V2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -238,3 +244,5 @@ def test_values():
     assert parse_identifier_token("urn:oid:1.2|A") == ("urn:oid:1.2", "A")
     assert parse_identifier_token("A") == (None, "A") and parse_identifier_token("|A") == ("", "A")
     assert parse_etag(etag(7)) == "7" and parse_etag('"7"') == "7"
+    assert etag_matches('W/"7"', 7) and etag_matches('"7"', "7") and etag_matches('W/"1", W/"7"', 7)
+    assert etag_matches("*", 7) and not etag_matches('W/"6"', 7) and not etag_matches("", 7)

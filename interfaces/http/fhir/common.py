@@ -4,7 +4,7 @@
   the registry the CapabilityStatement is built from (a resource appears there once registered);
 * OperationOutcome errors (:class:`FhirError`, HTTP 400/404/405/406/409/412/422), ``application/fhir+json``
   responses (``_format``, ``_pretty``), ``ETag: W/"<versionId>"`` and ``Last-Modified`` from ``meta``,
-  conditional reads (If-None-Match / If-Modified-Since) and :func:`check_if_match` for writers (412);
+  conditional reads (If-None-Match / If-Modified-Since);
 * search parameters: AND (repeated) of OR (comma) values, date prefixes eq/ne/lt/gt/le/ge/sa/eb,
   ``_count``/``_offset`` paging, ``_sort``, ``_include``; an unknown parameter is a 400 unless the
   client sent ``Prefer: handling=lenient`` (then it is ignored and left out of the self link);
@@ -168,13 +168,6 @@ def not_found(resource_type: str, rid: str) -> FhirError:
     return FhirError(404, f"{resource_type}/{rid} is not known", "not-found")
 
 
-def check_if_match(resource: Json | None) -> None:
-    """For writers (update/delete): ``If-Match: W/"<versionId>"`` must name the current version (412)."""
-    header = request.headers.get("If-Match")
-    if header and (resource is None or f'W/"{resource["meta"]["versionId"]}"' != header.strip()):
-        raise FhirError(412, "If-Match does not name the current version", "conflict")
-
-
 def resource_response(resource: Json, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """One resource with ``ETag: W/"versionId"`` and ``Last-Modified``; 304 when the client's copy
     is current (RFC 9110 13.2.2: If-None-Match first, else If-Modified-Since)."""
@@ -184,7 +177,8 @@ def resource_response(resource: Json, status: int = 200, headers: dict[str, str]
     if meta.get("lastUpdated"):
         modified = datetime.fromisoformat(meta["lastUpdated"].replace("Z", "+00:00")).replace(microsecond=0)
     inm = request.headers.get("If-None-Match")
-    if etag and inm and etag.removeprefix("W/") in [t.strip().removeprefix("W/") for t in inm.split(",")]:
+    tags = [t.strip().removeprefix("W/") for t in (inm or "").split(",")]
+    if etag and inm and ("*" in tags or etag.removeprefix("W/") in tags):
         return Response(status=304, headers={"ETag": etag})
     ims = request.if_modified_since
     if not inm and modified is not None and ims is not None and modified <= ims:

@@ -24,7 +24,6 @@ from interfaces.http.fhir.common import (
     SearchParam,
     authorize,
     bp,
-    check_if_match,
     fhir_base,
     fhir_response,
     hub,
@@ -148,17 +147,22 @@ def update_service_request(rid: str) -> Response:
     body = _body("ServiceRequest")
     _no_id_mismatch(body, rid)
     _own_subject(body, allowed)
-    if allowed is not None:  # another patient's order reads as unknown, as GET says
-        try:
-            visible = _visible(_orders().read(rid), allowed)
-        except HubError as exc:
-            if exc.http_status != 404:
-                raise
-            visible = True  # unknown: update() answers 404
-        if not visible:
-            raise FhirError(404, f"ServiceRequest/{rid} is not known", "not-found")
-    resource = _orders().update(rid, body, request.headers.get("If-Match"))
+    try:
+        if allowed is not None and not _visible(_orders().read(rid), allowed):
+            raise HubError("unknown_resource", "no such ServiceRequest")  # another patient's: unknown, as GET says
+        resource = _orders().update(rid, body, request.headers.get("If-Match"))
+    except HubError as exc:
+        if exc.http_status == 404:
+            raise _no_update_create("ServiceRequest", rid) from None
+        raise
     return _written(resource, 200, _history_url(resource))
+
+
+def _no_update_create(resource_type: str, rid: str) -> FhirError:
+    """PUT to an id that does not exist (or that the token's patient scope hides): R4 http.html#update answers
+    405 when the server does not let clients choose ids (``updateCreate: false``)."""
+    return FhirError(405, f"{resource_type}/{rid} does not exist and this server does not create resources "
+                          "with a client-chosen id (updateCreate false): POST it", "not-supported")
 
 
 def _visible(resource: dict[str, Any], allowed: set[str] | None) -> bool:
@@ -293,18 +297,20 @@ def update_imaging_study(rid: str) -> Response:
     _own_subject(body, allowed)
     current = hub().fhir.read_imaging_study(rid)
     if current is None or not _visible(current, allowed):
-        raise FhirError(404, f"ImagingStudy/{rid} is not known", "not-found")
+        raise _no_update_create("ImagingStudy", rid)
     if current["status"] not in ("registered", "cancelled") or not rid.startswith("o-"):
         raise FhirError(422, "only a scheduled study (no images yet) can be updated", "business-rule")
     _no_id_mismatch(body, rid)
-    check_if_match(current)
     if body.get("status") not in IMAGING_STUDY_STATUS:  # a code outside the required binding: invalid
         raise FhirError(400, "ImagingStudy.status must be a code of imagingstudy-status", "invalid")
     if body.get("status") not in ("registered", "cancelled", "entered-in-error"):
         raise FhirError(422, "status must be registered, cancelled or entered-in-error", "business-rule")
-    order, _ = _orders().schedule_imaging_study(body)
-    if f"o-{order['id']}" != rid:
-        raise FhirError(409, "the resource names another study than the URL", "conflict")
+    try:  # If-Match and the Study UID are checked on the locked order, before anything changes
+        _orders().update_imaging_study(int(rid[2:]), body, request.headers.get("If-Match"))
+    except HubError as exc:
+        if exc.http_status == 404:  # removed meanwhile
+            raise _no_update_create("ImagingStudy", rid) from None
+        raise
     study = hub().fhir.read_imaging_study(rid)
     assert study is not None
     return _written(study, 200, _history_url(study))
