@@ -188,10 +188,12 @@ class FhirService:
                 out.append(self._patient(found, rid))
         return out
 
-    def search_patients(self, c: PatientCriteria, offset: int, count: int) -> SearchResult:
+    def search_patients(self, c: PatientCriteria, offset: int, count: int, *, descending: bool = False
+                        ) -> SearchResult:
         """Archive patients (SQL), order-only patients (SQL on ID and name, then birth date and gender
-        on their patient module), the identifiers (every one the resource shows, with its system) checked
-        on the built resources, and, for _id/identifier searches, identities retired by a merge."""
+        on their patient module), the identifiers (every one the resource shows, with its system) and
+        ``name:exact`` (case and accents as sent, R4 search.html#string) checked on the built resources, and,
+        for _id/identifier searches, identities retired by a merge. Ordered by id (``descending``: -_id)."""
         found = [p for p in (self._patient(_Resolved("archive", r), r["public_id"])
                              for r in self.repo.archive_patients(c)) if _identifiers_match(p, c)]
         found += [p for p in (self._patient(_Resolved("order", r), "") for r in self.repo.order_patients(c))
@@ -211,7 +213,9 @@ class FhirService:
                 p = self._patient(hit, rid)
                 if rid not in seen and _patient_matches(p, c, self.tz):
                     found.append(p)
-        found.sort(key=lambda p: p["id"])
+        if c.exact_names:
+            found = [p for p in found if all(any(v in _name_parts(p) for v in g) for g in c.exact_names)]
+        found.sort(key=lambda p: p["id"], reverse=descending)
         return SearchResult(found[offset:offset + count] if count > 0 else [], len(found))
 
 
@@ -227,8 +231,7 @@ def _patient_matches(p: Json, c: PatientCriteria, tz: tzinfo | None) -> bool:
     if c.names:
         from mappings.dicom_to_index import normalize_name
 
-        parts = [normalize_name(x) or "" for n in p.get("name", []) for x in
-                 [n.get("family", ""), *n.get("given", []), *n.get("prefix", []), *n.get("suffix", [])] if x]
+        parts = [normalize_name(x) or "" for x in _name_parts(p)]
         for g in c.names:
             if not any(_string_match(parts, mod, v) for mod, v in g):
                 return False
@@ -240,6 +243,12 @@ def _patient_matches(p: Json, c: PatientCriteria, tz: tzinfo | None) -> bool:
         if not all(any(date_matches(low, low + timedelta(days=1), q) for q in g) for g in c.birthdate):
             return False
     return True
+
+
+def _name_parts(p: Json) -> list[str]:
+    """Every family, given, prefix and suffix of the Patient's names, as shown."""
+    return [x for n in p.get("name", []) for x in
+            [n.get("family", ""), *n.get("given", []), *n.get("prefix", []), *n.get("suffix", [])] if x]
 
 
 def _identifiers_match(p: Json, c: PatientCriteria) -> bool:

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qsl
 
 from hub.domain.orders import OrderAction, OrderCommand, StepStatus
 from hub.errors import HubError
@@ -166,12 +167,13 @@ class FhirOrderService:
 
     @staticmethod
     def _condition(query: str) -> str:
-        """``If-None-Exist: identifier=[system|]value`` -> the token (400 for anything else)."""
-        name, sep, token = query.lstrip("?").partition("=")
-        if name != "identifier" or not sep or "&" in token or not token:
+        """``If-None-Exist: identifier=[system|]value`` -> the token, URL-decoded as the query string it is
+        (R4 http.html#ccreate: ``identifier=urn%3Aoid%3A...%7CA1`` is ``urn:oid:...|A1``); 400 for anything else."""
+        pairs = parse_qsl(query.strip().lstrip("?"), keep_blank_values=True)
+        if len(pairs) != 1 or pairs[0][0] != "identifier" or not pairs[0][1]:
             raise HubError("invalid_query_value", "If-None-Exist supports identifier=[system|]value only",
                            attribute="If-None-Exist")
-        return token
+        return pairs[0][1]
 
     def _conditional(self, token: str, unit: OrderUnit) -> dict[str, Any] | None:
         system, value = self._token(token)

@@ -68,6 +68,7 @@ class PatientCriteria:
     ids: list[list[str]] = field(default_factory=list)
     identifiers: list[list[tuple[str | None, str]]] = field(default_factory=list)  # (system, value) tokens
     names: list[list[tuple[str, str]]] = field(default_factory=list)  # (modifier, normalized value)
+    exact_names: list[list[str]] = field(default_factory=list)  # name:exact as sent (case and accents count)
     birthdate: list[list[DateParam]] = field(default_factory=list)
     genders: list[list[str]] = field(default_factory=list)  # DICOM sex: M, F, O, "" (unknown)
 

@@ -10,6 +10,7 @@ from hub.app import Hub
 from interfaces.http import auth, cors, errors, openapi
 from interfaces.http.dicomweb import qido, rendered, stow, wado
 from interfaces.http.fhir import blueprint as fhir_blueprint
+from interfaces.http.fhir.common import auth_outcome
 from interfaces.http.orthanc import (
     archive,
     content,
@@ -41,14 +42,15 @@ def create_app(hub: Hub) -> Flask:
         if auth.is_public(hub, view):
             return None
         principal = auth.authenticate(hub, request)
+        fhir = request.blueprint == "fhir"  # FHIR clients read errors as OperationOutcome
         if principal is None:
-            resp = errors.error_response(401, "Authentication required")
+            resp = (auth_outcome if fhir else errors.error_response)(401, "Authentication required")
             resp.headers["WWW-Authenticate"] = auth.challenge(hub)
             return resp
         role = auth.required_role(request, view)
         if not principal.has(role):
             log.info("%s %s refused for %s (needs %s)", request.method, request.path, principal.name, role)
-            return errors.error_response(403, f"The '{role}' role is required")
+            return (auth_outcome if fhir else errors.error_response)(403, f"The '{role}' role is required")
         g.principal = principal
         return None
 

@@ -104,9 +104,9 @@ def test_metadata_lists_what_is_served(api: Http) -> None:
     resources = {r["type"]: r for r in cs["rest"][0]["resource"]}
     assert set(resources) == {"ImagingStudy", "Patient", "Endpoint", "ServiceRequest"}
     study = resources["ImagingStudy"]
-    assert [i["code"] for i in study["interaction"]] == ["read", "search-type", "create", "update"]
-    assert [i["code"] for i in resources["ServiceRequest"]["interaction"]] == ["read", "search-type", "create",
-                                                                               "update"]
+    assert [i["code"] for i in study["interaction"]] == ["read", "vread", "search-type", "create", "update"]
+    assert [i["code"] for i in resources["ServiceRequest"]["interaction"]] == ["read", "vread", "search-type",
+                                                                               "create", "update"]
     assert resources["ServiceRequest"]["conditionalCreate"] is True
     assert {p["name"] for p in study["searchParam"]} >= {"patient", "identifier", "started", "modality", "status",
                                                         "basedon", "endpoint"}

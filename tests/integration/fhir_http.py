@@ -61,6 +61,15 @@ class Client:
             self.r4.check(resp.get_json())
         return resp
 
+    def search_form(self, path: str, form: dict[str, str] | str, **headers: str) -> Any:  # noqa: ANN401
+        """``POST /fhir/<path>`` with an ``application/x-www-form-urlencoded`` body (a dict, or the encoded text)."""
+        hdrs = {"Authorization": self.authorization, "Accept": FHIR_JSON,
+                "Content-Type": "application/x-www-form-urlencoded", **headers}
+        resp = self.http.post(f"/fhir/{path}", headers=hdrs, data=form)
+        if resp.mimetype == FHIR_JSON and resp.get_data():
+            self.r4.check(resp.get_json())
+        return resp
+
 
 FhirWorld = tuple[Client, Callable[..., Client], dict[str, str]]
 

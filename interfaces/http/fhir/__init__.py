@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from interfaces.http.fhir import endpoint, imaging_study, metadata, patient, service_request, smart
+from interfaces.http.fhir import endpoint, imaging_study, metadata, patient, routes, service_request, smart
 from interfaces.http.fhir.common import bp
 
-__all__ = ["blueprint", "bp", "endpoint", "imaging_study", "metadata", "patient", "service_request", "smart"]
+__all__ = ["blueprint", "bp", "endpoint", "imaging_study", "metadata", "patient", "routes", "service_request",
+           "smart"]
 
 
 def blueprint() -> Blueprint:

@@ -17,17 +17,19 @@ from interfaces.http.fhir.common import (
     fhir_response,
     hub,
     not_found,
+    register,
+    resource_response,
+)
+from interfaces.http.fhir.search import (
     parse_reference,
     parse_search,
     parse_token,
-    register,
-    resource_response,
     searchset,
 )
 from mappings.dicom_to_fhir import CONNECTION_TYPE, ENDPOINT_ID, dicomweb_endpoint
 
 register(ResourceSupport(
-    "Endpoint", ["read", "search-type"],
+    "Endpoint", ["read", "vread", "search-type"],
     params=[SearchParam("_id", "token", "Endpoint id"),
             SearchParam("connection-type", "token", f"{CONNECTION_TYPE}|dicom-wado-rs"),
             SearchParam("status", "token", "active")],

@@ -12,7 +12,6 @@ from hub.services.fhir import PatientCriteria, PatientKey, StudyCriteria
 from interfaces.http.fhir.common import (
     FhirError,
     ResourceSupport,
-    Search,
     SearchParam,
     authorize,
     bp,
@@ -20,15 +19,18 @@ from interfaces.http.fhir.common import (
     hub,
     not_found,
     outcome,
+    register,
+    resource_response,
+)
+from interfaces.http.fhir.endpoint import current_endpoint
+from interfaces.http.fhir.search import (
+    Search,
     parse_date,
     parse_reference,
     parse_search,
     parse_token,
-    register,
-    resource_response,
     searchset,
 )
-from interfaces.http.fhir.endpoint import current_endpoint
 from mappings.dicom_to_fhir import DICOM_UID, ENDPOINT_ID
 from mappings.dicom_to_fhir_values import DCM
 
@@ -38,12 +40,12 @@ SORTS = {"started", "_lastUpdated", "_id"}
 SERVICE_REQUEST_STUDIES: list[Callable[[str], list[str] | None]] = []
 
 register(ResourceSupport(
-    "ImagingStudy", ["read", "search-type"],
+    "ImagingStudy", ["read", "vread", "search-type"],
     params=[
         SearchParam("_id", "token", "ImagingStudy id"),
         SearchParam("_lastUpdated", "date", "meta.lastUpdated (UTC), with prefixes"),
-        SearchParam("patient", "reference", "Patient/<id>; :identifier takes the Patient ID"),
-        SearchParam("subject", "reference", "same as patient (only Patient subjects exist)"),
+        SearchParam("patient", "reference", "Patient/<id>; :identifier takes the Patient ID", ("identifier",)),
+        SearchParam("subject", "reference", "same as patient (only Patient subjects exist)", ("identifier",)),
         SearchParam("identifier", "token",
                     "urn:dicom:uid|urn:oid:<Study Instance UID>, or an Accession Number: system|value must "
                     "match its issuer's system, |value one without system, value any"),
@@ -51,7 +53,8 @@ register(ResourceSupport(
                                        "placed by (0008,0201) else the hub's zone; eq ne lt gt le ge sa eb"),
         SearchParam("modality", "token", f"{DCM}|<code> (any series' modality; orders: a step's modality)"),
         SearchParam("status", "token", "available (stored), registered or cancelled (orders without images)"),
-        SearchParam("basedon", "reference", "basedon:identifier = Accession, placer or filler order number"),
+        SearchParam("basedon", "reference", "basedon:identifier = Accession, placer or filler order number",
+                    ("identifier",)),
         SearchParam("endpoint", "reference", f"Endpoint/{ENDPOINT_ID}, which every ImagingStudy references"),
     ],
     includes=["ImagingStudy:subject", "ImagingStudy:patient", "ImagingStudy:endpoint"],
@@ -61,21 +64,21 @@ register(ResourceSupport(
 ))
 
 
+def patient_ids(modifier: str, value: str) -> list[str]:
+    """The Patient ids one ``patient``/``subject`` value names: ``Patient/<id>`` (or a bare id, or a URL), or with
+    ``:identifier`` a ``[system|]value`` token matched against the Patients' identifiers (search.html#reference)."""
+    if modifier == "identifier":
+        return [p["id"] for p in hub().fhir.search_patients(
+            PatientCriteria(identifiers=[[parse_token(value)]]), 0, 100).resources]
+    rid = parse_reference(value, "Patient")
+    return [rid] if rid else []
+
+
 def _patient_keys(s: Search) -> list[list[PatientKey]]:
     groups = []
     for name in ("patient", "subject"):
         for modifier, values in s.params.get(name, []):
-            keys = []
-            for v in values:
-                if modifier == "identifier":
-                    ids = [p["id"] for p in hub().fhir.search_patients(
-                        PatientCriteria(identifiers=[[parse_token(v)]]), 0, 100).resources]
-                else:
-                    rid = parse_reference(v, "Patient")
-                    ids = [rid] if rid else []
-                for rid in ids:
-                    keys += hub().fhir.patient_keys(rid)
-            groups.append(keys)
+            groups.append([k for v in values for rid in patient_ids(modifier, v) for k in hub().fhir.patient_keys(rid)])
     return groups
 
 

@@ -59,8 +59,10 @@ def capability_statement() -> dict[str, Any]:
         "fhirVersion": "4.0.1", "format": ["json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": ("Searches: repeated parameter = AND, comma = OR; unknown parameters are a 400 "
-                              "OperationOutcome unless 'Prefer: handling=lenient'. Paging: _count, _offset."),
+            "documentation": ("Searches: GET [type]?... or POST [type]/_search with a form body; repeated "
+                              "parameter = AND, comma = OR, an empty value is ignored; unknown parameters or "
+                              "modifiers are a 400 OperationOutcome unless 'Prefer: handling=lenient'. Paging: "
+                              "_count, _offset. Only the current version is kept: vread answers it, no history."),
             "security": security(h.auth.bearer_enabled, bool(h.settings.http.cors_origins),
                                  h.settings.auth.jwt.token_endpoint, h.settings.auth.jwt.authorization_endpoint),
             "resource": resources,

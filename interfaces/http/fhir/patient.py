@@ -15,11 +15,13 @@ from interfaces.http.fhir.common import (
     fhir_response,
     hub,
     not_found,
+    register,
+    resource_response,
+)
+from interfaces.http.fhir.search import (
     parse_date,
     parse_search,
     parse_token,
-    register,
-    resource_response,
     searchset,
 )
 from mappings.dicom_to_index import normalize_name
@@ -27,13 +29,14 @@ from mappings.dicom_to_index import normalize_name
 GENDER = {"male": "M", "female": "F", "other": "O", "unknown": ""}
 
 register(ResourceSupport(
-    "Patient", ["read", "search-type"],
+    "Patient", ["read", "vread", "search-type"],
     params=[
         SearchParam("_id", "token", "Patient id"),
         SearchParam("identifier", "token", "any identifier shown: Patient ID (0010,0020), Other Patient IDs "
                                            "(0010,1002); system|value must match both, |value: no system"),
         SearchParam("name", "string", "any part of the name, starts-with, case and accent insensitive; "
-                                      ":exact a whole part, :contains anywhere"),
+                                      ":exact a whole part as written (case, accents), :contains anywhere",
+                    ("exact", "contains")),
         SearchParam("birthdate", "date", "Patient's Birth Date, with prefixes"),
         SearchParam("gender", "token", "male | female | other | unknown"),
     ],
@@ -60,12 +63,14 @@ def search_patient() -> Response:
     for values in s.values("identifier"):
         c.identifiers.append([parse_token(v) for v in values])
     for modifier, values in s.params.get("name", []):
-        c.names.append([(modifier, normalize_name(v) or "") for v in values])
+        c.names.append([(modifier, normalize_name(v) or "") for v in values])  # narrows in SQL, then:
+        if modifier == "exact":  # the whole part, casing and accents included (search-modifier-code exact)
+            c.exact_names.append(values)
     for values in s.values("birthdate"):  # a comma list is OR (search.html#combining), a repeat AND
         c.birthdate.append([parse_date(v, hub().fhir.tz) for v in values])
     for values in s.values("gender"):
         c.genders.append([GENDER.get(parse_token(v)[1], "?") for v in values])
     if allowed is not None:
         c.ids.append(sorted(allowed))
-    result = hub().fhir.search_patients(c, s.offset, s.count)
+    result = hub().fhir.search_patients(c, s.offset, s.count, descending=any(desc for _, desc in s.sort[:1]))
     return fhir_response(searchset("Patient", s, result.resources, result.total, []))

@@ -20,7 +20,6 @@ from interfaces.http.fhir.common import (
     REGISTRY,
     FhirError,
     ResourceSupport,
-    Search,
     SearchParam,
     authorize,
     bp,
@@ -28,18 +27,22 @@ from interfaces.http.fhir.common import (
     fhir_response,
     hub,
     outcome,
-    parse_reference,
-    parse_search,
     register,
     resource_response,
+    version_headers,
+)
+from interfaces.http.fhir.search import (
+    Search,
+    parse_search,
     searchset,
 )
 
 register(ResourceSupport(
-    "ServiceRequest", ["read", "search-type", "create", "update"],
+    "ServiceRequest", ["read", "vread", "search-type", "create", "update"],
     params=[
-        SearchParam("patient", "reference", "Patient/<id>"),
-        SearchParam("subject", "reference", "same as patient"),
+        SearchParam("patient", "reference", "Patient/<id>; :identifier takes the Patient ID ([system|]value)",
+                    ("identifier",)),
+        SearchParam("subject", "reference", "same as patient", ("identifier",)),
         SearchParam("identifier", "token", "any identifier: accession (ACSN), placer, filler, urn:dicom:uid"),
         SearchParam("status", "token", "active | on-hold | revoked | completed | entered-in-error"),
         SearchParam("authored", "date", "ServiceRequest.authoredOn (else when the order was received), with prefixes"),
@@ -117,11 +120,16 @@ def _written(resource: dict[str, Any], status: int, location: str) -> Response:
     headers = {"Location": location} if status == 201 else {}
     if "return=minimal" in prefer:
         resp = Response(status=status, headers=headers)
-        resp.headers["ETag"] = f'W/"{resource["meta"]["versionId"]}"'
-        return resp
-    if "return=OperationOutcome" in prefer:
-        return fhir_response(outcome("done", "informational", "information"), status, headers)
-    return resource_response(resource, status, headers)
+    elif "return=OperationOutcome" in prefer:
+        resp = fhir_response(outcome("done", "informational", "information"), status, headers)
+    else:
+        return resource_response(resource, status, headers)
+    etag, modified = version_headers(resource)  # the version written, whatever the body (http.html#create)
+    if etag:
+        resp.headers["ETag"] = etag
+    if modified is not None:
+        resp.last_modified = modified
+    return resp
 
 
 def _history_url(resource: dict[str, Any]) -> str:
@@ -206,11 +214,12 @@ def _statuses(s: Search) -> set[str] | None:
 
 
 def _patients(s: Search, allowed: set[str] | None) -> set[str] | None:
-    """``patient``/``subject``: OR within a value list, AND across repeats, within what the token may see."""
+    """``patient``/``subject`` (``:identifier``: by the Patient's identifier): OR within a value list, AND across
+    repeats, within what the token may see."""
     wanted: set[str] | None = None
     for name in ("patient", "subject"):
-        for vals in s.values(name):
-            ids = {rid for v in vals if (rid := parse_reference(v, "Patient"))}
+        for modifier, vals in s.params.get(name, []):
+            ids = {rid for v in vals for rid in imaging_study.patient_ids(modifier, v)}
             wanted = ids if wanted is None else wanted & ids
     if allowed is not None:
         wanted = set(allowed) if wanted is None else wanted & allowed
