@@ -106,13 +106,15 @@ class FhirOrderService:
 
     def schedule_imaging_study(self, resource: Any,  # noqa: ANN401 - parsed JSON
                                if_none_exist: str | None = None) -> tuple[dict[str, Any], bool]:
-        """An ImagingStudy with status ``registered`` schedules its study (same path as HL7 orders); one with
-        status ``cancelled`` / ``entered-in-error`` cancels the order of its Study UID. Returns the order as a
-        ServiceRequest and whether it was created."""
+        """POST ImagingStudy with status ``registered``: schedules its study (same path as HL7 orders) and
+        returns the order as a ServiceRequest and True. A study that already has an order is 409, as for
+        POST ServiceRequest (R4 http.html#create makes a new resource; changing one is PUT, with its scope and
+        ``If-Match``), unless ``If-None-Exist`` finds it: then that order, unchanged, and False."""
         cmd = self._map(resource, "ImagingStudy")
-        if cmd.action is OrderAction.CREATE:
-            return self._create(cmd, if_none_exist, upsert=True)
-        return self._change(None, cmd, resource, None, str(resource.get("status"))), False
+        if cmd.action is not OrderAction.CREATE:
+            raise HubError("business_rule", "only an ImagingStudy with status registered can be created",
+                           attribute="ImagingStudy.status")
+        return self._create(cmd, if_none_exist, conflict_at="ImagingStudy.identifier")
 
     def update_imaging_study(self, pk: int, resource: Any, if_match: str | None = None) -> dict[str, Any]:  # noqa: ANN401
         """PUT ImagingStudy/o-<pk>: reschedule (``registered``) or cancel (``cancelled``/``entered-in-error``)
@@ -123,8 +125,8 @@ class FhirOrderService:
         return self._change(pk, cmd, resource, if_match, str(resource.get("status")),
                             version=imaging_study_version, other_study=("conflict", "ImagingStudy.identifier"))
 
-    def _create(self, cmd: OrderCommand, if_none_exist: str | None, *, upsert: bool = False,
-                retry: bool = True) -> tuple[dict[str, Any], bool]:
+    def _create(self, cmd: OrderCommand, if_none_exist: str | None, *,
+                conflict_at: str = "ServiceRequest.identifier", retry: bool = True) -> tuple[dict[str, Any], bool]:
         if cmd.action is not OrderAction.CREATE and cmd.order_status != "HD":
             raise HubError("business_rule", "a new order must be active or on-hold", attribute="ServiceRequest.status")
         token = self._condition(if_none_exist) if if_none_exist else None
@@ -144,22 +146,18 @@ class FhirOrderService:
             if unit.inserted is not None:  # new: the answer is what was written (committed before it is sent)
                 order, steps = unit.inserted
                 return order, sorted(steps, key=lambda s: str(s["sps_id"])), True
-            if not upsert:
-                if token is not None:  # created meanwhile by the same request (derived Study UID)
-                    raise Existing(pk)
-                raise HubError("conflict", "an order for this study exists: use If-None-Exist or update",
-                               attribute="ServiceRequest.identifier")
-            loaded = self.store.load(unit.conn, pk=pk)
-            assert loaded is not None
-            return loaded[0], loaded[1], unit.created
+            if token is not None:  # created meanwhile by the same request (derived Study UID)
+                raise Existing(pk)
+            raise HubError("conflict", "an order for this study exists: use If-None-Exist or update",
+                           attribute=conflict_at)
 
         try:
             row, steps, created = self.store.write(work)
         except Existing as found:
             return self.read(str(found.pk)), False
         except HubError as exc:
-            if exc.code == "conflict" and retry and (if_none_exist or upsert):
-                return self._create(cmd, if_none_exist, upsert=upsert, retry=False)
+            if exc.code == "conflict" and retry and if_none_exist:
+                return self._create(cmd, if_none_exist, conflict_at=conflict_at, retry=False)
             raise
         resource = row if steps is None else self.render(row, steps)  # rendered after the commit (lock released)
         log.info("FHIR order %s (id %s)", "created" if created else "found", resource["id"])

@@ -90,3 +90,25 @@ def test_put_to_an_unknown_id_is_405(fhir: FhirWorld) -> None:
     own_subject = {**study, "status": "cancelled", "subject": {"reference": f"Patient/{ids['P2']}"}}
     assert other.send("PUT", f"ImagingStudy/{study['id']}", own_subject).status_code == 405
     assert system.send("GET", f"ImagingStudy/{study['id']}").get_json()["status"] == "registered"
+
+
+def test_post_imaging_study_of_a_scheduled_study_is_409(fhir: FhirWorld) -> None:
+    """POST creates (R4 http.html#create): an ImagingStudy POSTed for a study that already has an order is 409
+    and reschedules nothing; the change needs PUT, its update scope and If-Match. If-None-Exist that finds
+    the order answers it unchanged with 200. (POST used to upsert the order, past both checks.)"""
+    system, client, _ = fhir
+    study, _ = _study_of(system, "H-1")
+    (before,) = _items(system, "H-1")
+    moved = {k: v for k, v in study.items() if k not in ("id", "meta")} | {"started": "2032-07-08T10:00:00Z"}
+    creator = client("system/ImagingStudy.c system/Patient.r")
+    for who in (system, creator):
+        refused = who.send("POST", "ImagingStudy", moved)
+        assert refused.status_code == 409, refused.get_data(as_text=True)
+        assert refused.get_json()["issue"][0]["code"] == "conflict"
+    (after,) = _items(system, "H-1")
+    assert after["start_date"] == before["start_date"] != "20320708"
+
+    found = system.send("POST", "ImagingStudy", moved, **{"If-None-Exist": f"identifier={DICOM_UID}|{_uid(study)}"})
+    assert found.status_code == 200, found.get_data(as_text=True)
+    assert found.get_json()["id"] == study["id"] and found.get_json()["meta"] == study["meta"]
+    assert _items(system, "H-1")[0]["start_date"] == before["start_date"]

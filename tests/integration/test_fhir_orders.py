@@ -273,8 +273,11 @@ def test_imaging_study_registered_schedules(hub: Hub, fhir: FhirOrderService):
     (item,) = worklist(hub, "FIS1")
     assert (item["study_uid"], item["modality"], item["start_date"]) == \
         ("1.2.826.0.1.3680043.10.543.777", "MR", "20310506")
-    assert fhir.schedule_imaging_study(study)[1] is False  # the same study again: updated, not duplicated
-    cancelled, _ = fhir.schedule_imaging_study({**study, "status": "cancelled"})
+    with pytest.raises(HubError) as exc:  # the same study again: a create conflicts, nothing is changed
+        fhir.schedule_imaging_study({**study, "started": "2031-06-07T07:00:00Z"})
+    assert (exc.value.http_status, exc.value.attribute) == (409, "ImagingStudy.identifier")
+    assert worklist(hub, "FIS1")[0]["start_date"] == "20310506"
+    cancelled = fhir.update_imaging_study(int(res["id"]), {**study, "status": "cancelled"})
     assert cancelled["status"] == "revoked" and worklist(hub, "FIS1") == []
 
 
