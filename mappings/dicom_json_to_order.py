@@ -16,6 +16,7 @@ from hub.domain.orders import (
     ScheduledStep,
     StepStatus,
 )
+from mappings.ascii import is_digits
 
 PATIENT_TAGS = ("00100010", "00100020", "00100021", "00100024", "00100030", "00100040", "00101002", "00101030",
                 "00101020", "00102000", "001021C0", "00104000", "00101040", "00100050")
@@ -70,7 +71,7 @@ def dicom_json_to_order(body: Any) -> OrderCommand:  # noqa: ANN401 - parsed JSO
     for n, item in enumerate(items, start=1):
         _check(item, f"ScheduledProcedureStepSequence[{n}].")
         start = _text(item, "00400002")
-        if len(start) != 8 or not start.isdigit():
+        if len(start) != 8 or not is_digits(start):
             raise WorklistItemError("ScheduledProcedureStepStartDate", "YYYYMMDD required in every step")
         sps_id = _text(item, "00400009").strip() or (rp_id or "SPS") + (f".{n}" if len(items) > 1 else "")
         sps = dict(item)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
+from mappings.ascii import is_digits
+
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 SNOMED = "http://snomed.info/sct"
@@ -39,7 +41,7 @@ def utc_offset(value: str | None) -> tzinfo | None:
     """``&ZZXX`` (Timezone Offset From UTC (0008,0201), or the tail of a DT, PS3.5 6.2) -> tzinfo; None when
     absent or not a valid offset (-12:00 .. +14:00)."""
     text = (value or "").strip()
-    if len(text) != 5 or text[0] not in "+-" or not text[1:].isdigit():
+    if len(text) != 5 or text[0] not in "+-" or not is_digits(text[1:]):
         return None
     hours, minutes = int(text[1:3]), int(text[3:])
     delta = timedelta(hours=hours, minutes=minutes) * (-1 if text[0] == "-" else 1)
@@ -54,17 +56,17 @@ def dicom_instant(da: str | None, tm: str | None, offset: str | None, tz: tzinfo
     Timezone Offset From UTC (0008,0201) ``offset``, else the hub's zone ``tz`` (``None``: the system's local
     zone with its DST rule for that day) - mapping-reference 3.2 decision."""
     da = (da or "").strip()
-    if len(da) != 8 or not da.isdigit():
+    if len(da) != 8 or not is_digits(da):
         return None
     tm = (tm or "").strip().replace(":", "")
     own = utc_offset(tm[-5:]) if len(tm) > 5 and tm[-5] in "+-" else None
     if own is not None:
         tm = tm[:-5]
     whole, _, frac = tm.partition(".")
-    if not whole.isdigit() or len(whole) < 2:
+    if not is_digits(whole) or len(whole) < 2:
         return None
     try:
-        micro = int((frac + "000000")[:6]) if frac.isdigit() else 0
+        micro = int((frac + "000000")[:6]) if is_digits(frac) else 0
         local = datetime(int(da[:4]), int(da[4:6]), int(da[6:]), int(whole[:2]), int(whole[2:4] or 0),
                          min(int(whole[4:6] or 0), 59), micro)
     except ValueError:
@@ -110,9 +112,9 @@ def offset_of(attrs: Row) -> str:
 
 def dicom_date(da: str | None) -> str | None:
     da = (da or "").strip()
-    if len(da) == 8 and da.isdigit():
+    if len(da) == 8 and is_digits(da):
         return f"{da[:4]}-{da[4:6]}-{da[6:]}"
-    if len(da) == 4 and da.isdigit():
+    if len(da) == 4 and is_digits(da):
         return da
     return None
 

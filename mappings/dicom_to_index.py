@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from hub.domain.archive import IndexRecord
+from mappings.ascii import is_digits
 from mappings.dicom_to_fhir_values import dicom_utc
 
 # Orthanc 1.10 default MainDicomTags per level (OrthancFramework DicomMap.cpp).
@@ -77,7 +78,7 @@ def normalize_date(value: str | None) -> str | None:
     if not value:
         return None
     digits = value.replace(".", "").replace("-", "").strip()
-    if len(digits) == 8 and digits.isdigit():
+    if len(digits) == 8 and is_digits(digits):
         return digits
     return None
 
@@ -88,7 +89,7 @@ def normalize_time(value: str | None) -> str | None:
         return None
     text = value.replace(":", "").strip()
     main, _, frac = text.partition(".")
-    if not main.isdigit() or len(main) not in (2, 4, 6) or (frac and not frac.isdigit()):
+    if not is_digits(main) or len(main) not in (2, 4, 6) or (frac and not is_digits(frac)):
         return None
     return f"{main.ljust(6, '0')}.{frac[:6].ljust(6, '0')}"
 

@@ -215,11 +215,14 @@ def _authored(value: str, offset: str) -> tuple[datetime, str, str]:
     a_date, a_time, _ = parse_datetime(value, "ServiceRequest.authoredOn")
     if not a_time:
         return datetime.strptime(a_date, "%Y%m%d"), a_date, ""
-    moment = datetime.fromisoformat(value)
-    local = moment.astimezone(datetime.strptime(offset, "%z").tzinfo if offset else None)
+    try:  # 9999-12-31T23:59:59-14:00 is past year 9999 in UTC
+        moment = datetime.fromisoformat(value)
+        local = moment.astimezone(datetime.strptime(offset, "%z").tzinfo if offset else None)
+        instant = moment.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        raise FhirInputError("value", "the date/time is out of range", "ServiceRequest.authoredOn") from None
     frac = a_time.partition(".")[2]
-    return moment.astimezone(UTC).replace(tzinfo=None), local.strftime("%Y%m%d"), \
-        local.strftime("%H%M%S") + (f".{frac}" if frac else "")
+    return instant, local.strftime("%Y%m%d"), local.strftime("%H%M%S") + (f".{frac}" if frac else "")
 
 
 def _display_of(resource: dict[str, Any], ref: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:

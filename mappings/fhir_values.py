@@ -17,6 +17,8 @@ from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
+from mappings.ascii import is_digits
+
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 DICOM_UID_SYSTEM = "urn:dicom:uid"
 DCM_SYSTEM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -35,7 +37,8 @@ SYSTEMS = {"LN": "http://loinc.org", "SCT": "http://snomed.info/sct", "RADLEX": 
            "DCM": DCM_SYSTEM, "C4": "http://www.ama-assn.org/go/cpt", "UCUM": "http://unitsofmeasure.org"}
 LOCAL_SCHEME = "99LOCAL"
 MAX_LEN = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "UI": 64, "LT": 10240, "UT": 65535}
-_DT = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?")
+_DT = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?",
+                 re.ASCII)
 _UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 _UNKNOWN_CONTAINED = "a contained resource needs a known resourceType"
 MODELS: dict[str, Any] = {"ServiceRequest": ServiceRequest, "ImagingStudy": ImagingStudy, "Patient": Patient}
@@ -121,6 +124,8 @@ def parse_datetime(value: str, expression: str) -> tuple[str, str, str]:
         raise FhirInputError("value", "impossible date/time", expression) from None
     if hour and not zone:
         raise FhirInputError("value", "a dateTime with a time must have a time zone", expression)
+    if zone and zone != "Z" and (int(zone[4:6]) > 59 or int(zone[1:3]) * 60 + int(zone[4:6]) > 14 * 60):
+        raise FhirInputError("value", "a time zone is at most 14:00 from UTC", expression)  # R4 dateTime regex
     time = f"{hour}{minute}{second or ''}{(frac or '')[:7] if second else ''}" if hour else ""
     offset = "" if not zone else "+0000" if zone == "Z" else zone.replace(":", "")
     return f"{year}{month}{day}", time, offset
@@ -129,11 +134,11 @@ def parse_datetime(value: str, expression: str) -> tuple[str, str, str]:
 def to_fhir_datetime(date: str, time: str, offset: str) -> str | None:
     """DICOM DA + TM (+ offset) -> FHIR dateTime; a date without time stays a date; no zone -> date only
     unless ``offset`` (FHIR requires a zone with a time). None when the date is unusable."""
-    if len(date) != 8 or not date.isdigit():
+    if len(date) != 8 or not is_digits(date):
         return None
     day = f"{date[:4]}-{date[4:6]}-{date[6:]}"
     digits = time.split(".")[0]
-    if not offset or len(digits) < 4 or not digits.isdigit():
+    if not offset or len(digits) < 4 or not is_digits(digits):
         return day
     hh, mm, ss = digits[:2], digits[2:4], (digits[4:6] or "00")
     frac = "." + time.split(".")[1] if "." in time and time.split(".")[1] else ""

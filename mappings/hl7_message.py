@@ -22,6 +22,7 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.exceptions import ChildNotFound, HL7apyException, InvalidName
 from hl7apy.parser import parse_message
 
+from mappings.ascii import is_digits
 from mappings.hl7_charsets import charset_for_codec, charset_for_msh18
 
 TABLE_0357 = {
@@ -99,7 +100,7 @@ class Hl7ParseError(Exception):
 
 def version_tuple(version: str) -> tuple[int, ...]:
     """``"2.3.1"`` -> ``(2, 3, 1)``; unparsable parts count as 0."""
-    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+    return tuple(int(p) if is_digits(p) else 0 for p in version.split("."))
 
 
 def unescape(text: str, delims: Delimiters, codec: str = "iso8859-1") -> str:
@@ -122,7 +123,7 @@ def unescape(text: str, delims: Delimiters, codec: str = "iso8859-1") -> str:
         if seq in simple:
             out.append(simple[seq])
         elif seq.startswith(".sp"):
-            out.append("\n" * (int(seq[3:].strip()) if seq[3:].strip().isdigit() else 1))
+            out.append("\n" * (int(seq[3:].strip()) if is_digits(seq[3:].strip()) else 1))
         elif seq[:1] == "X" and len(seq) > 1 and len(seq) % 2 == 1 and re.fullmatch(r"[0-9A-Fa-f]+", seq[1:]):
             out.append(bytes.fromhex(seq[1:]).decode(codec, errors="replace"))
         elif seq[:1] in ("C", "M", "Z") or seq.startswith("."):

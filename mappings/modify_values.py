@@ -16,6 +16,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from hub.errors import HubError
+from mappings.ascii import is_digits
 
 LEVELS = ("Patient", "Study", "Series", "Instance")
 PATIENT_ID, PATIENT_NAME = 0x00100020, 0x00100010
@@ -89,7 +90,7 @@ def parse_path(text: str) -> TagPath:
         if not right.endswith("]"):
             raise ModifyError(OUT_OF_RANGE, "Parent path doesn't contain the end of the index")
         index = right[:-1].strip()
-        if index != "*" and not index.isdigit():
+        if index != "*" and not is_digits(index):
             raise ModifyError(OUT_OF_RANGE, f"Not a valid index in parent path: [{right}")
         prefix.append((parse_tag(left), None if index == "*" else int(index)))
     return TagPath(tuple(prefix), parse_tag(tokens[-1]))

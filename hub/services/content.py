@@ -28,6 +28,7 @@ from hub.errors import HubError
 from hub.imaging import frames as rawframes
 from hub.store.blobs import BlobStore
 from hub.store.lookup import LookupRepository
+from mappings.ascii import is_digits
 from mappings.dicom_to_orthanc_tags import (
     PIXEL_DATA,
     TagDictionary,
@@ -256,7 +257,7 @@ class ContentService:
             return self._pixel_content(stored, header, parts[1] if len(parts) == 2 else None)
         item: Dataset = self._read(stored.path, stop_before_pixels=False)
         for pos in range(len(parts) // 2):
-            if not parts[2 * pos + 1].isdigit():
+            if not is_digits(parts[2 * pos + 1]):
                 raise nowhere
             index, tag = int(parts[2 * pos + 1]), self._tag(parts[2 * pos])
             seq = item.get(tag) if tag in item else None
@@ -289,7 +290,7 @@ class ContentService:
             items = rawframes.pixel_element(f, header)
         if block is None:
             return ContentAnswer(listing=[str(i) for i in range(len(items) if items is not None else 1)])
-        if not block.isdigit() or int(block) >= (len(items) if items is not None else 1):
+        if not is_digits(block) or int(block) >= (len(items) if items is not None else 1):
             raise nowhere
         if items is not None:
             span = items[int(block)]

@@ -24,6 +24,7 @@ from typing import Any
 from hub.domain.ids import orthanc_id
 from hub.store.fhir import DateParam, FhirRepository, PatientCriteria, PatientKey, StudyCriteria
 from mappings import dicom_to_fhir as m
+from mappings.ascii import row_id
 
 __all__ = ["DateParam", "FhirService", "PatientCriteria", "PatientKey", "SearchResult", "StudyCriteria"]
 
@@ -58,12 +59,11 @@ class FhirService:
     def read_imaging_study(self, rid: str) -> Json | None:
         """By id; ``o-<pk>`` of an order whose images have arrived reads as the stored study."""
         if rid.startswith("o-"):
-            if not rid[2:].isdigit():
+            order_pk = row_id(rid[2:])
+            found = self.repo.order_study(order_pk) if order_pk is not None else None
+            if found is None or order_pk is None:
                 return None
-            found = self.repo.order_study(int(rid[2:]))
-            if found is None:
-                return None
-            kind, pk = ("a", found[1]) if found[1] is not None else ("o", int(rid[2:]))
+            kind, pk = ("a", found[1]) if found[1] is not None else ("o", order_pk)
         else:
             st_pk = self.repo.study_pk(rid)
             if st_pk is None:

@@ -26,6 +26,7 @@ from hub.errors import HubError
 from hub.store.db import Database
 from hub.store.fhir_orders import MAX_CANDIDATES, FhirOrderStore
 from hub.store.orders import OrderRepository, OrderUnit
+from mappings.ascii import row_id
 from mappings.dicom_to_fhir import patient_resource_id, version_of
 from mappings.fhir_to_order import FhirOrderPolicy, parse_identifier_token, service_request_to_order
 from mappings.fhir_values import DICOM_UID_SYSTEM, FhirInputError, date_range
@@ -80,11 +81,14 @@ class FhirOrderService:
         return order_to_service_request(order, list(steps), ref, self.policy.issuers)
 
     def _patient(self, resource: dict[str, Any]) -> dict[str, Any] | None:
-        ref = str((resource.get("subject") or {}).get("reference") or "")
-        if ref.startswith("#") or not ref or self.patient_lookup is None:
+        subject = resource.get("subject")
+        if not isinstance(subject, dict):  # absent or not a Reference: the mapper's validation reports it
+            return None
+        ref = subject.get("reference")
+        if not isinstance(ref, str) or not ref or ref.startswith("#") or self.patient_lookup is None:
             return None
         found = self.patient_lookup(ref)
-        if found is None and not (resource.get("subject") or {}).get("identifier"):
+        if found is None and not subject.get("identifier"):
             where = f"{resource.get('resourceType')}.subject"
             raise HubError("business_rule", "the subject Patient is unknown", attribute=where)
         return found
@@ -277,9 +281,10 @@ class FhirOrderService:
 
     @staticmethod
     def _pk(id: str) -> int:  # noqa: A002
-        if not id.isdigit() or len(id) > 18:
+        pk = row_id(id)
+        if pk is None:
             raise HubError("unknown_resource", "no such ServiceRequest")
-        return int(id)
+        return pk
 
     # ------------------------------------------------------------------ search
     def search(self, patient_id: str | None = None, identifier: str | None = None, status: str | None = None,

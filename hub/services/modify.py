@@ -36,6 +36,7 @@ from hub.domain.origin import Origin
 from hub.errors import HubError
 from hub.services.transcode import transcode_dataset
 from mappings.anonymize import body_to_anonymization, dataset_to_anonymized
+from mappings.ascii import is_digits
 from mappings.modify import (
     BAD_FILE_FORMAT,
     BAD_REQUEST,
@@ -105,7 +106,7 @@ class AnonymizationCounter:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             text = os.read(fd, 64).decode("ascii", "replace").strip()
-            value = (int(text) if text.isdigit() else 0) + 1
+            value = (int(text) if is_digits(text) else 0) + 1
             os.lseek(fd, 0, os.SEEK_SET)
             os.ftruncate(fd, 0)
             os.write(fd, str(value).encode("ascii"))

@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, Connection, and_, exists, false, func, or_
 
 from hub.store.models import SE, ST
 from hub.store.order_models import ORDERS, STEPS
+from mappings.ascii import row_id
 from mappings.dicom_to_fhir_values import issuer_system, seq_items
 
 CANCELLED_ORDERS = ("CA", "DC", "OC", "OD")  # HL7 table 0038 / ORC-1 codes that end an order
@@ -198,7 +199,7 @@ class Where:
     def orders(self, c: StudyCriteria) -> list[ColumnElement[bool]]:
         w: list[ColumnElement[bool]] = [~exists(select(ST.c.pk).where(ST.c.study_uid == ORDERS.c.study_uid))]
         for group in c.ids:
-            pks = [int(i[2:]) for i in group if i.startswith("o-") and i[2:].isdigit()]
+            pks = [pk for i in group if i.startswith("o-") and (pk := row_id(i[2:])) is not None]
             w.append(ORDERS.c.pk.in_(pks))
         for keys in c.patients:
             w.append(any_of([ORDERS.c.patient_id == k.patient_id if k.issuer is None else

@@ -264,7 +264,7 @@ def test_errors_match_orthanc_statuses(api, orthanc):
     same = ["/instances/nope/tags", "/instances/nope/header", "/instances/nope/frames", "/instances/nope/preview",
             "/instances/nope/frames/0/raw", f"/instances/{iid}/frames/1/raw", f"/instances/{iid}/frames/x/raw",
             f"/instances/{iid}/frames/1/preview", f"/instances/{iid}/frames/x/rendered",
-            f"/instances/{iid}/frames/1/image-uint8"]
+            f"/instances/{iid}/frames/1/image-uint8", f"/instances/{iid}/frames/²/raw"]  # ² passes str.isdigit
     for url in same:
         assert api.get(url).status_code == orthanc.get(url).status_code, url
     for accept in ("text/html", "image/webp, image/jpeg;q=0.5, image/png;q=0.9", "image/*",
@@ -281,7 +281,7 @@ def test_errors_match_orthanc_statuses(api, orthanc):
     assert api.get(url, headers={"Accept": "image/jpeg"}).status_code == 404 == orthanc.get(
         url, headers={"Accept": "image/jpeg"}).status_code
     # Bad arguments: Orthanc answers 404 or 415 (its decoder swallows them); the hub says 400.
-    for query in ("window-width=abc", "width=-3", "smooth=maybe", "quality=0"):
+    for query in ("window-width=abc", "width=-3", "smooth=maybe", "quality=0", "quality=²"):
         resp = api.get(f"/instances/{iid}/rendered?{query}")
         assert resp.status_code == 400 and resp.json()["HttpStatus"] == 400, query
 

@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,6 +31,7 @@ from interfaces.http.dicomweb.common import base_url as dicomweb_base
 FHIR_JSON = "application/fhir+json"
 Json = dict[str, Any]
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
+log = logging.getLogger(__name__)
 
 
 def authorize(resource_type: str, interaction: str) -> set[str] | None:
@@ -176,6 +179,15 @@ def _hub_error(err: HubError) -> Response:
 def _http_error(err: HTTPException) -> Response:
     status = err.code or 500
     return _fhir_error(FhirError(status, err.description or "error", ISSUE_BY_STATUS.get(status, "processing")))
+
+
+@bp.errorhandler(Exception)
+def _unexpected(err: Exception) -> Response:
+    """A fault of the server: 500 with an OperationOutcome (code ``exception``), as every other FHIR answer.
+    Logged by route, exception type and stack only: the message and the URL may hold a patient's values."""
+    stack = "".join(traceback.format_tb(err.__traceback__))
+    log.error("FHIR %s %s failed with %s\n%s", request.method, request.url_rule, type(err).__name__, stack)
+    return _fhir_error(FhirError(500, "internal error: the request was not completed", "exception"))
 
 
 def not_found(resource_type: str, rid: str) -> FhirError:

@@ -14,6 +14,7 @@ from flask import request
 
 from hub.services.fhir import DateParam
 from interfaces.http.fhir.common import REGISTRY, FhirError, Json, fhir_base, query_args
+from mappings.ascii import is_digits
 
 DEFAULT_COUNT, MAX_COUNT = 20, 1000
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -92,7 +93,7 @@ def _split(value: str) -> list[str]:
 
 
 def _int(key: str, value: str, low: int, high: int) -> int:
-    if not value.isdigit():
+    if not is_digits(value):
         raise FhirError(400, f"{key} must be a non-negative integer", "invalid")
     return max(low, min(int(value), high))
 
@@ -108,15 +109,15 @@ def parse_token(value: str) -> tuple[str | None, str]:
 def parse_reference(value: str, resource_type: str) -> str | None:
     """``Type/id``, an absolute URL ending in it, or a bare id -> id (None: another resource type)."""
     parts = value.rstrip("/").split("/")
-    if len(parts) == 1:
-        return parts[0]
-    if "_history" in parts:
+    if "_history" in parts:  # Type/id/_history/vid: the resource, whatever its version
         parts = parts[: parts.index("_history")]
-    return parts[-1] if parts[-2] == resource_type else None
+    if len(parts) < 2:
+        return parts[0] or None if parts else None
+    return parts[-1] if parts[-2] == resource_type and parts[-1] else None
 
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
-                   r"(Z|[+-]\d{2}:\d{2})?)?)?)?$")
+                   r"(Z|[+-]\d{2}:\d{2})?)?)?)?$", re.ASCII)
 
 
 def parse_date(value: str, zone: tzinfo | None = None, *, utc: bool = False) -> DateParam:
@@ -129,12 +130,17 @@ def parse_date(value: str, zone: tzinfo | None = None, *, utc: bool = False) -> 
     found = _DATE.match(text)
     if not found:
         raise FhirError(400, f"{value!r} is not a FHIR date", "invalid")
-    y, mo, d, hh, mi, ss, frac, off = found.groups()
-    try:
-        low = datetime(int(y), int(mo or 1), int(d or 1), int(hh or 0), int(mi or 0), int(ss or 0),
-                       int(((frac or ".")[1:] + "000000")[:6]))
-    except ValueError as exc:
+    try:  # month 13, hour 25, offset +99:00, 9999-12-31 + 1 day, 0001-01-01 in a zone east of UTC ...
+        return _date_range(prefix, found.groups(), zone, utc)
+    except (ValueError, OverflowError) as exc:
         raise FhirError(400, f"{value!r} is not a valid date ({exc})", "invalid") from None
+
+
+def _date_range(prefix: str, parts: tuple[str | None, ...], zone: tzinfo | None, utc: bool) -> DateParam:
+    y, mo, d, hh, mi, ss, frac, off = parts
+    assert y is not None
+    low = datetime(int(y), int(mo or 1), int(d or 1), int(hh or 0), int(mi or 0), int(ss or 0),
+                   int(((frac or ".")[1:] + "000000")[:6]))
     if frac:
         high = low + timedelta(microseconds=10 ** (6 - min(len(frac) - 1, 6)))
     elif ss or mi:

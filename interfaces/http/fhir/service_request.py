@@ -109,6 +109,8 @@ def _body(resource_type: str) -> dict[str, Any]:
         body = json.loads(request.get_data(as_text=True) or "null")
     except ValueError:
         raise FhirError(400, "the body is not JSON", "invalid") from None
+    except RecursionError:  # nested deeper than the parser goes: no resource is
+        raise FhirError(400, "the body is nested too deeply", "invalid") from None
     if not isinstance(body, dict) or body.get("resourceType") != resource_type:
         raise FhirError(400, f"the body must be a {resource_type} resource", "invalid")
     return body

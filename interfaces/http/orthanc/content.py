@@ -16,6 +16,7 @@ from hub.app import Hub
 from hub.errors import HubError
 from hub.services.content import ContentService
 from interfaces.http.orthanc import content_images
+from mappings.ascii import is_digits
 
 bp = Blueprint("orthanc_content", __name__)
 
@@ -31,9 +32,9 @@ def service() -> ContentService:
 def frame_index(text: str) -> int:
     """A frame number as Orthanc reads it (an unsigned integer); anything else is an unknown route."""
     stripped = text.strip()
-    if stripped.startswith("-") and stripped[1:].isdigit():
+    if stripped.startswith("-") and is_digits(stripped[1:]):
         return -1  # Orthanc wraps negative numbers to huge ones: out of range
-    if not stripped.isdigit():
+    if not is_digits(stripped):
         raise HubError("unknown_resource", f"Unknown frame: {text!r}")
     return int(stripped)
 

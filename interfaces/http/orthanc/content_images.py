@@ -16,6 +16,7 @@ from flask import Blueprint, Response, request
 
 from hub.errors import HubError
 from hub.services.content import ContentService, RenderOptions
+from mappings.ascii import is_digits
 
 ROUTES = {"preview": "preview", "rendered": "rendered", "image-uint8": "uint8", "image-uint16": "uint16",
           "image-int16": "int16"}
@@ -51,7 +52,7 @@ def negotiate(header: str | None) -> str:
 
 def _quality() -> int:
     raw = request.args.get("quality", "90")
-    if not raw.strip().isdigit() or not 1 <= int(raw) <= 100:
+    if not is_digits(raw.strip()) or not 1 <= int(raw) <= 100:
         raise HubError("bad_request", f"Bad quality for a JPEG encoding (must be a number between 0 and 100): {raw}")
     return int(raw)
 

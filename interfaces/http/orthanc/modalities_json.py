@@ -13,6 +13,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from hub.errors import HubError
 from hub.services.modalities import OBSOLETE_MANUFACTURERS, RemoteModality
+from mappings.ascii import is_digits
 
 # Orthanc levels (``StringToResourceType``: case-insensitive, "Image" is the instance level) and
 # their DICOM Query/Retrieve Level (PS3.4 C.6).
@@ -95,7 +96,7 @@ def unsigned(body: Mapping[str, Any], key: str, default: int) -> int:
 def _port(value: Any) -> int:  # noqa: ANN401
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and is_digits(value.strip().lstrip("-")):
         return int(value)
     raise HubError("bad_request", "Bad file format: the port must be an integer")
 

@@ -1,0 +1,100 @@
+"""Odd input at ``/fhir`` gets the protocol's own error, never a 500 (interfaces/http/fhir/search.py, common.py,
+service_request.py; hub/services/fhir.py, fhir_orders.py; mappings/fhir_values.py, fhir_to_order.py): dates
+past year 9999 or before year 1 once in UTC, offsets past 14:00, ``_history`` references, Unicode digits that
+``str.isdigit`` takes and ``int`` refuses, ids past BIGINT, a subject that is not a Reference, JSON nested past
+the parser. A real fault of the server is a 500 OperationOutcome whose log line holds no patient value."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.integration.fhir_http import ACC, FhirWorld, order
+
+BIG = "9" * 30
+
+SEARCHES = [
+    "ImagingStudy?started=9999", "ImagingStudy?started=9999-12-31", "ImagingStudy?started=lt9999-12-31T23:59:59-14:00",
+    "ImagingStudy?started=2030-01-01T10:00:00+99:00", "ImagingStudy?started=0001-01-01T00:00:00+01:00",
+    "ImagingStudy?started=0000", "ImagingStudy?started=٢٠٢٠", "Patient?birthdate=9999", "Patient?birthdate=0000-01-01",
+    "ServiceRequest?authored=9999-12-31T23:59:59-14:00", "ImagingStudy?_lastUpdated=9999-12-31",
+    "ImagingStudy?_count=²", "ImagingStudy?_offset=²", "Patient?_count=¹²",
+]
+EMPTY = [
+    "ImagingStudy?patient=Patient/_history/1", "ImagingStudy?patient=_history/x", "ImagingStudy?subject=/",
+    "ImagingStudy?basedon=ServiceRequest/²", f"ImagingStudy?basedon=ServiceRequest/{BIG}", "ImagingStudy?_id=o-²",
+    f"ImagingStudy?_id=o-{BIG}", "ServiceRequest?patient=Patient/_history/1",
+]
+READS = ["ServiceRequest/²", f"ServiceRequest/{BIG}", "ImagingStudy/o-²", f"ImagingStudy/o-{BIG}", "Patient/²",
+         "ServiceRequest/1/_history/²", f"ImagingStudy/o-{BIG}/_history/1"]
+
+
+@pytest.mark.parametrize("path", SEARCHES)
+def test_a_value_out_of_range_is_400(fhir: FhirWorld, path: str) -> None:
+    system, _, _ = fhir
+    resp = system.send("GET", path)
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert resp.get_json()["issue"][0]["code"] == "invalid"
+
+
+@pytest.mark.parametrize("path", EMPTY)
+def test_a_reference_to_nothing_finds_nothing(fhir: FhirWorld, path: str) -> None:
+    system, _, _ = fhir
+    resp = system.send("GET", path)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.get_json()["total"] == 0
+
+
+@pytest.mark.parametrize("path", READS)
+def test_an_id_that_cannot_exist_is_404(fhir: FhirWorld, path: str) -> None:
+    system, _, _ = fhir
+    resp = system.send("GET", path)
+    assert resp.status_code == 404, resp.get_data(as_text=True)
+    assert resp.get_json()["issue"][0]["code"] == "not-found"
+
+
+@pytest.mark.parametrize("change", [
+    {"subject": "x"}, {"subject": ["Patient/1"]}, {"subject": {"reference": 7}},
+    {"authoredOn": "9999-12-31T23:59:59-14:00"}, {"authoredOn": "2030-01-01T10:00:00+15:00"},
+    {"occurrenceDateTime": "2031-02-03T09:45:00+99:00"},
+])
+def test_an_odd_service_request_is_a_clear_400_and_stores_nothing(fhir: FhirWorld, change: dict[str, Any]) -> None:
+    system, _, _ = fhir
+    body = {k: v for k, v in order("ODD-1", "P9").items() if k not in change} | change
+    if "subject" in change:
+        del body["contained"]
+    resp = system.send("POST", "ServiceRequest", body)
+    assert resp.status_code in (400, 422), resp.get_data(as_text=True)
+    assert resp.get_json()["resourceType"] == "OperationOutcome"
+    assert system.send("GET", f"ServiceRequest?identifier={ACC}|ODD-1").get_json()["total"] == 0
+
+
+def test_json_nested_past_the_parser_is_400(fhir: FhirWorld) -> None:
+    system, _, _ = fhir
+    deep = '{"resourceType": "ServiceRequest", "note": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    resp = system.http.post("/fhir/ServiceRequest", data=deep, headers={
+        "Authorization": system.authorization, "Content-Type": "application/fhir+json"})
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert resp.get_json()["issue"][0]["code"] == "invalid"
+
+
+def test_a_fault_of_the_server_is_a_500_operation_outcome_logged_without_phi(
+        fhir: FhirWorld, db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The orders table is gone under the running hub (a real database error, whose message carries the
+    statement's parameters): the answer is an OperationOutcome, the log names the route and error type only."""
+    system, _, _ = fhir
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE orders RENAME TO orders_gone"))
+    engine.dispose()
+    with caplog.at_level(logging.ERROR):
+        resp = system.send("GET", f"ServiceRequest?identifier={ACC}|SECRET-ACC-77")
+    assert resp.status_code == 500, resp.get_data(as_text=True)
+    assert resp.mimetype == "application/fhir+json"
+    assert resp.get_json()["issue"][0]["code"] == "exception"
+    assert "SECRET-ACC-77" not in resp.get_data(as_text=True)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "/fhir/ServiceRequest" in logged and "SECRET-ACC-77" not in logged
