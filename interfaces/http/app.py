@@ -42,7 +42,8 @@ def create_app(hub: Hub) -> Flask:
         if auth.is_public(hub, view):
             return None
         principal = auth.authenticate(hub, request)
-        fhir = request.blueprint == "fhir"  # FHIR clients read errors as OperationOutcome
+        # FHIR clients read errors as OperationOutcome: every path under /fhir, a route of it or not
+        fhir = request.blueprint == "fhir" or request.path == "/fhir" or request.path.startswith("/fhir/")
         if principal is None:
             resp = (auth_outcome if fhir else errors.error_response)(401, "Authentication required")
             resp.headers["WWW-Authenticate"] = auth.challenge(hub)

@@ -76,8 +76,9 @@ def test_discovery_is_served_without_a_token_once_configured(smart_base: str, ke
             "patient/ImagingStudy.read", "system/ServiceRequest.write"} <= scopes
     assert "patient/Patient.write" not in scopes  # Patient is read-only here
 
-    # Everything else still needs authentication, and a token from the issuer works as before.
-    assert requests.get(smart_base + "/metadata", timeout=10).status_code == 401
+    # The CapabilityStatement too (a client reads it before it has a token); everything else needs
+    # authentication, and a token from the issuer works as before.
+    assert requests.get(smart_base + "/metadata", timeout=10).status_code == 200
     assert requests.get(smart_base + "/ImagingStudy", timeout=10).status_code == 401
     now = int(time.time())
     token = jwt.encode({"alg": "RS256", "kid": "k1"}, {"iss": ISSUER, "aud": "rishub", "sub": "app", "iat": now,
@@ -92,7 +93,8 @@ def test_discovery_is_served_without_a_token_once_configured(smart_base: str, ke
     api = requests.get(smart_base.removesuffix("/fhir") + "/openapi.json",
                        headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
     assert api["paths"]["/fhir/.well-known/smart-configuration"]["get"]["security"] == []
-    assert "security" not in api["paths"]["/fhir/metadata"]["get"]  # the document-wide requirement applies
+    assert api["paths"]["/fhir/metadata"]["get"]["security"] == []  # public with bearer JWTs configured
+    assert "security" not in api["paths"]["/fhir/ImagingStudy"]["get"]  # the document-wide requirement applies
 
 
 def test_fhirclient_finds_the_oauth_endpoints(smart_base: str, key: tuple[Path, object]) -> None:
@@ -105,9 +107,9 @@ def test_fhirclient_finds_the_oauth_endpoints(smart_base: str, key: tuple[Path, 
                                                        "exp": now + 300, "scope": "system/*.rs"}, key[1]).decode()
     smart = client.FHIRClient(settings={"app_id": "rishub-test", "api_base": smart_base + "/",
                                        "redirect_uri": "http://127.0.0.1/callback"})
-    smart.server.session.headers["Authorization"] = f"Bearer {token}"
-    smart.server.get_capability()
+    assert smart.prepare() is False  # read /metadata without a token: an OAuth server, not yet authorized
     assert smart.server.auth.auth_type == "oauth2"
+    smart.server.session.headers["Authorization"] = f"Bearer {token}"
     redirect = smart.server.authorize_uri  # the redirect a user-facing app sends the browser to, with PKCE
     assert redirect.startswith(AUTHORIZE_URL + "?") and "code_challenge_method=S256" in redirect
 

@@ -152,9 +152,21 @@ def _format() -> str:
             return "application/json" if wanted == "application/json" else FHIR_JSON
         raise FhirError(406, f"_format {wanted} is not supported: this server speaks JSON only", "not-supported")
     accept = request.accept_mimetypes
-    if not accept or accept.best_match([FHIR_JSON, "application/json+fhir", "application/json"]):
+    if not accept or any(q > 0 and _offered(value) for value, q in accept):
         return FHIR_JSON
-    raise FhirError(406, "only application/fhir+json is offered", "not-supported")
+    raise FhirError(406, "only application/fhir+json (FHIR 4.0) is offered", "not-supported")
+
+
+_OFFERED = (FHIR_JSON, "application/json+fhir", "application/json", "application/*", "*/*")
+
+
+def _offered(value: str) -> bool:
+    """An Accept entry this server can answer: a JSON FHIR media type (or a wildcard) whose ``fhirVersion``
+    parameter, if any, is R4 (http.html#version-parameter: ``application/fhir+json; fhirVersion=4.0``)."""
+    media, *params = (p.strip() for p in value.split(";"))
+    version = next((v.strip().strip('"') for k, _, v in (p.partition("=") for p in params)
+                    if k.strip().lower() == "fhirversion"), None)
+    return media.lower() in _OFFERED and version in (None, "4.0", "4.0.1")
 
 
 @bp.errorhandler(FhirError)
@@ -207,8 +219,11 @@ def version_headers(resource: Json) -> tuple[str | None, datetime | None]:
 
 def resource_response(resource: Json, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """One resource with ``ETag: W/"versionId"`` and ``Last-Modified``; 304 when the client's copy
-    is current (RFC 9110 13.2.2: If-None-Match first, else If-Modified-Since)."""
+    is current (RFC 9110 13.2.2: If-None-Match first, else If-Modified-Since). Only a read (GET/HEAD) is
+    conditional so: the answer to a create or update that has been committed is never a 304."""
     etag, modified = version_headers(resource)
+    if request.method not in ("GET", "HEAD"):
+        return with_version(fhir_response(resource, status, headers), etag, modified)
     inm = request.headers.get("If-None-Match")
     tags = [t.strip().removeprefix("W/") for t in (inm or "").split(",")]
     if etag and inm and ("*" in tags or etag.removeprefix("W/") in tags):
@@ -216,7 +231,11 @@ def resource_response(resource: Json, status: int = 200, headers: dict[str, str]
     ims = request.if_modified_since
     if not inm and modified is not None and ims is not None and modified <= ims:
         return Response(status=304, headers={"ETag": etag} if etag else {})
-    resp = fhir_response(resource, status, headers)
+    return with_version(fhir_response(resource, status, headers), etag, modified)
+
+
+def with_version(resp: Response, etag: str | None, modified: datetime | None) -> Response:
+    """``resp`` with ``ETag`` and ``Last-Modified`` (from :func:`version_headers`) where known."""
     if etag:
         resp.headers["ETag"] = etag
     if modified is not None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Response
 
+from interfaces.http.auth import public_if
 from interfaces.http.fhir.common import REGISTRY, bp, fhir_base, fhir_response, hub
 
 SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
@@ -71,5 +72,9 @@ def capability_statement() -> dict[str, Any]:
 
 
 @bp.get("/metadata")
+@public_if(lambda h: h.auth.bearer_enabled)
 def metadata() -> Response:
+    """The CapabilityStatement. With bearer JWTs configured it is served without authentication: an OAuth
+    client reads it (SMART's oauth-uris, its security) before it has a token, as fhirclient's prepare() does.
+    It holds no patient data. With HTTP Basic only it stays behind authentication like every route."""
     return fhir_response(capability_statement())

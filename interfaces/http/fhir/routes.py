@@ -45,11 +45,17 @@ def vread(resource_type: str, rid: str, vid: str) -> Response:
     return resp
 
 
+@bp.route("/", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"], defaults={"rest": ""},
+          strict_slashes=False)  # /fhir and /fhir/ alike, no redirect
 @bp.route("/<path:rest>", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
 @requires("user")  # any caller learns 404/405, not a 403 for lacking the admin role of the REST API's writes
 def unknown_route(rest: str) -> Response:
-    """What no FHIR route serves: 405 for a registered resource type (interaction not supported),
-    404 otherwise - both as OperationOutcome, not the REST API's error shape."""
+    """What no FHIR route serves: 405 for the base (batch/transaction, system search and history are not
+    offered) and for a registered resource type (interaction not supported), 404 otherwise - all as
+    OperationOutcome, not the REST API's error shape."""
+    if not rest:
+        raise FhirError(405, f"{request.method} [base]: batch, transaction, system search and history are not "
+                             "supported by this server", "not-supported")
     if rest.split("/")[0] in REGISTRY:
         raise FhirError(405, f"{request.method} {rest} is not supported by this server", "not-supported")
     raise FhirError(404, f"{rest} is not a FHIR resource type or route of this server", "not-supported")

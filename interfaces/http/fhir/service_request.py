@@ -30,6 +30,7 @@ from interfaces.http.fhir.common import (
     register,
     resource_response,
     version_headers,
+    with_version,
 )
 from interfaces.http.fhir.search import (
     Search,
@@ -126,12 +127,7 @@ def _written(resource: dict[str, Any], status: int, location: str) -> Response:
         resp = fhir_response(outcome("done", "informational", "information"), status, headers)
     else:
         return resource_response(resource, status, headers)
-    etag, modified = version_headers(resource)  # the version written, whatever the body (http.html#create)
-    if etag:
-        resp.headers["ETag"] = etag
-    if modified is not None:
-        resp.last_modified = modified
-    return resp
+    return with_version(resp, *version_headers(resource))  # the version written, whatever the body (http.html#create)
 
 
 def _history_url(resource: dict[str, Any]) -> str:
