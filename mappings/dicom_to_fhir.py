@@ -38,9 +38,9 @@ from mappings.dicom_to_fhir_values import (
     dcm_coding,
     dicom_date,
     dicom_datetime,
+    entity_system,
     first_text,
     human_name,
-    issuer_system,
     offset_of,
     patient_identifier,
     seq_items,
@@ -142,11 +142,9 @@ def dicomweb_endpoint(address: str, updated_at: datetime, resource_id: str = END
 # --------------------------------------------------------------------------- ImagingStudy
 def _accession_identifier(value: str, attrs: Row) -> Json:
     ident: Json = {"type": {"coding": [{"system": V2_0203, "code": "ACSN"}]}}
-    issuer = seq_items(attrs, "00080051")
-    if issuer:
-        system = issuer_system("", issuer)
-        if system:
-            ident["system"] = system
+    system = entity_system(seq_items(attrs, "00080051"))
+    if system:
+        ident["system"] = system
     ident["value"] = value
     return ident
 

@@ -167,6 +167,23 @@ def issuer_system(issuer: str, qualifiers: list[Row]) -> str | None:
     return None
 
 
+def entity_system(items: list[Row]) -> str:
+    """Identifier.system of an HL7v2 Hierarchic Designator macro item (PS3.3 10.14: Issuer of Accession Number
+    Sequence (0008,0051) and the like): the Universal Entity ID (0040,0032) of type ISO as ``urn:oid:``, of type
+    URI/URL as is, else a Local Namespace Entity ID (0040,0031) that is itself a URI (how a FHIR order stores
+    its system, mappings.fhir_values.issuer_item); ``""`` when none says one."""
+    for item in items:
+        uid, kind = first_text(item, "00400032"), first_text(item, "00400033")
+        if uid and kind == "ISO":
+            return f"urn:oid:{uid}"
+        if uid and kind in ("URI", "URL"):
+            return uid
+        namespace = first_text(item, "00400031")
+        if ":" in namespace:
+            return namespace
+    return ""
+
+
 def patient_identifier(patient_id: str, issuer: str, qualifiers: list[Row], *, use: str = "usual") -> Json:
     ident: Json = {"use": use, "type": {"coding": [{"system": V2_0203, "code": "MR"}]}}
     system = issuer_system(issuer, qualifiers)

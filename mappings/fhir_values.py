@@ -18,6 +18,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
 from mappings.ascii import is_digits
+from mappings.dicom_to_fhir_values import entity_system
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 DICOM_UID_SYSTEM = "urn:dicom:uid"
@@ -175,12 +176,8 @@ def system_of(item: dict[str, Any] | None, issuers: Mapping[str, str]) -> str:
     """Issuer item -> Identifier.system (inverse of :func:`issuer_item`); "" when unknown."""
     if not item:
         return ""
-    uid = first(item, "00400032")
-    if uid and first(item, "00400033") == "ISO":
-        return f"urn:oid:{uid}"
-    namespace = first(item, "00400031")
     reverse = {v: k for k, v in issuers.items()}
-    return reverse.get(namespace) or (namespace if ":" in namespace else "")
+    return reverse.get(first(item, "00400031")) or entity_system([item])
 
 
 def human_name_to_pn(name: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, Connection, and_, exists, false, func, or_
 from hub.store.models import SE, ST
 from hub.store.order_models import ORDERS, STEPS
 from mappings.ascii import row_id
-from mappings.dicom_to_fhir_values import issuer_system, seq_items
+from mappings.dicom_to_fhir_values import entity_system, seq_items
 
 CANCELLED_ORDERS = ("CA", "DC", "OC", "OD")  # HL7 table 0038 / ORC-1 codes that end an order
 CANCELLED_STEPS = ("CANCELED", "DISCONTINUED")
@@ -127,7 +127,7 @@ def accession_system(attrs_text: str | None) -> str:
     """The Identifier.system of an Accession Number as rendered (mapping-reference 3.1): from the order's
     Issuer of Accession Number Sequence (0008,0051); ``""``: none."""
     attrs = json.loads(attrs_text) if attrs_text else {}
-    return issuer_system("", seq_items(attrs, "00080051")) or ""
+    return entity_system(seq_items(attrs, "00080051"))
 
 
 # --------------------------------------------------------------------------- per search

@@ -171,3 +171,18 @@ def test_if_none_exist_is_url_decoded(fhir: FhirWorld) -> None:
     assert _accessions(system.send("GET", f"ServiceRequest?identifier={ACC}|H-9")) == set()
     bad = system.send("POST", "ServiceRequest", order("H-9", "P1"), **{"If-None-Exist": "identifier=a&status=b"})
     assert bad.status_code == 400 and bad.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_imaging_study_keeps_the_accession_system_of_its_order(fhir: FhirWorld) -> None:
+    """An order placed over FHIR with ``identifier.system`` shows that system on its ImagingStudy (identifier
+    and basedOn), as on its ServiceRequest, and is found by it; another system finds nothing."""
+    system, _, _ = fhir
+    sr = system.send("GET", f"ServiceRequest?identifier={ACC}|H-1").get_json()["entry"][0]["resource"]
+    study = system.send("GET", f"ImagingStudy/o-{sr['id']}").get_json()
+    acsn = [i for i in study["identifier"] if i.get("type", {}).get("coding", [{}])[0].get("code") == "ACSN"]
+    assert [(i.get("system"), i["value"]) for i in acsn] == [(ACC, "H-1")]
+    assert study["basedOn"][0]["identifier"]["system"] == ACC
+    for query in (f"identifier={ACC}|H-1", f"basedon:identifier={ACC}|H-1", "identifier=H-1"):
+        assert _ids(system.send("GET", f"ImagingStudy?{query}")) == [study["id"]], query
+    for query in ("identifier=http://other.example|H-1", "identifier=|H-1", "basedon:identifier=|H-1"):
+        assert _ids(system.send("GET", f"ImagingStudy?{query}")) == [], query

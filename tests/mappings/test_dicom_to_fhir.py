@@ -14,6 +14,7 @@ from fhir.resources.R4B.patient import Patient
 
 from hub.domain.ids import orthanc_id
 from mappings import dicom_to_fhir as m
+from mappings.order_to_fhir import order_identifiers
 
 CET = timezone(timedelta(hours=1))
 T0 = datetime(2025, 3, 14, 8, 15, 2, 123000)
@@ -188,6 +189,27 @@ def test_order_without_images_is_registered() -> None:
                                                  "display": "CT Thorax native"}], "text": "CT Thorax native"}]
     assert out["reasonCode"] == [{"text": "Cough"}] and out["description"] == "CT Thorax native"
     assert out["meta"]["versionId"] == m.version_of(T1)  # the latest change of the order or its steps
+
+
+@pytest.mark.parametrize(("issuer", "system"), [
+    ({"00400031": {"vr": "UT", "Value": ["http://ris.example/accession"]}}, "http://ris.example/accession"),
+    ({"00400031": {"vr": "UT", "Value": ["RIS"]}}, None),  # a bare local namespace is no URI
+    ({"00400032": {"vr": "UT", "Value": ["https://ris.example/acc"]}, "00400033": {"vr": "CS", "Value": ["URI"]}},
+     "https://ris.example/acc"),
+    ({"00400032": {"vr": "UT", "Value": ["2.999.1.3"]}, "00400033": {"vr": "CS", "Value": ["ISO"]}},
+     "urn:oid:2.999.1.3"),
+])
+def test_accession_system_from_its_issuer(issuer: dict[str, Any], system: str | None) -> None:
+    """Issuer of Accession Number Sequence (0008,0051) -> Identifier.system the way the order's ServiceRequest
+    shows it (mappings/order_to_fhir.py): a FHIR order keeps its system as the local namespace."""
+    row = order_row()
+    attrs = {**json.loads(row["attrs"]), "00080051": {"vr": "SQ", "Value": [issuer]}}
+    out = valid(m.order_to_imaging_study({**row, "attrs": json.dumps(attrs)}, steps("SCHEDULED"), "Patient/p1", CET))
+    assert out["identifier"][1].get("system") == system and out["identifier"][1]["value"] == "ACC20250314001"
+    assert out["basedOn"][0]["identifier"].get("system") == system
+    idents = order_identifiers({**row, "requested_procedure_id": ""}, attrs)
+    acsn = next(i for i in idents if i["type"]["coding"][0]["code"] == "ACSN")
+    assert acsn.get("system") == system
 
 
 @pytest.mark.parametrize(("order_status", "step_states", "expected"), [
