@@ -289,12 +289,12 @@ class FhirOrderService:
     # ------------------------------------------------------------------ search
     def search(self, patient_id: str | None = None, identifier: str | None = None, status: str | None = None,
                authored: Sequence[DateTerm | Sequence[DateTerm]] | None = None, count: int = 50, offset: int = 0, *,
-               patient_issuer: str | None = None,
-               patients: Sequence[tuple[str, str | None]] | None = None) -> tuple[list[dict[str, Any]], int]:
+               patient_issuer: str | None = None, patients: Sequence[tuple[str, str | None]] | None = None,
+               ids: Sequence[Sequence[str]] = ()) -> tuple[list[dict[str, Any]], int]:
         """ServiceRequests by DICOM Patient ID (+ issuer; ``patients``: any of several), identifier token
-        ``[system|]value``, status
-        (comma-separated = OR), authored ``[(prefix, date)]`` (AND; an item that is a list of them is an OR
-        group, R4 search.html#combining); returns (page, total)."""
+        ``[system|]value``, status (comma-separated = OR), authored ``[(prefix, date)]`` (AND; an item that is a
+        list of them is an OR group, R4 search.html#combining), ``ids`` (``_id``: AND of OR lists; an id that
+        cannot be an order's matches nothing); returns (page, total)."""
         statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
         try:
             groups = [[term] if term and isinstance(term[0], str) else list(term) for term in authored or []]
@@ -302,7 +302,8 @@ class FhirOrderService:
         except FhirInputError as err:
             raise HubError("invalid_query_value", err.diagnostics, attribute="authored") from None
         params: dict[str, Any] = dict(patient_id=patient_id, issuer=patient_issuer, status=statuses,
-                                      authored=ranges, patients=list(patients) if patients is not None else None)
+                                      authored=ranges, patients=list(patients) if patients is not None else None,
+                                      pks=[[pk for i in group if (pk := row_id(i)) is not None] for group in ids])
         if identifier is not None:
             matches = self._by_identifier(identifier, **params)
             return matches[offset:offset + count], len(matches)

@@ -131,12 +131,14 @@ class FhirOrderStore:
 
     def search(self, *, patient_id: str | None = None, issuer: str | None = None, identifier_value: str | None = None,
                status: list[str] | None = None, authored: list[list[tuple[str, datetime, datetime]]] | None = None,
-               patients: list[tuple[str, str | None]] | None = None, count: int | None = 50, offset: int = 0,
+               patients: list[tuple[str, str | None]] | None = None, pks: list[list[int]] | None = None,
+               count: int | None = 50, offset: int = 0,
                conn: Connection | None = None) -> tuple[list[tuple[dict[str, Any], list[dict[str, Any]]]], int]:
         """Orders matching all given parameters, by pk, with their steps, and the total count.
         ``authored``: AND of OR groups of (prefix, start, end) of FHIR date search (eq ne lt le gt ge sa eb);
-        ``patients``: any of these (Patient ID, issuer or None for any issuer)."""
-        cond: list[ColumnElement[bool]] = []
+        ``patients``: any of these (Patient ID, issuer or None for any issuer); ``pks``: AND of OR groups of order
+        pks (``_id``)."""
+        cond: list[ColumnElement[bool]] = [ORDERS.c.pk.in_(group) if group else false() for group in pks or []]
         if patient_id is not None:
             cond.append(ORDERS.c.patient_id == patient_id)
         if issuer is not None:

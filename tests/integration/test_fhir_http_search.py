@@ -186,3 +186,17 @@ def test_imaging_study_keeps_the_accession_system_of_its_order(fhir: FhirWorld) 
         assert _ids(system.send("GET", f"ImagingStudy?{query}")) == [study["id"]], query
     for query in ("identifier=http://other.example|H-1", "identifier=|H-1", "basedon:identifier=|H-1"):
         assert _ids(system.send("GET", f"ImagingStudy?{query}")) == [], query
+
+
+def test_service_request_by_id(fhir: FhirWorld) -> None:
+    """``_id`` (R4 search.html#id) on ServiceRequest: a comma list is OR, a repeat AND, with the other
+    parameters; an id that cannot be an order's finds nothing. (It was an unknown parameter, 400.)"""
+    system, _, _ = fhir
+    one, two = (system.send("GET", f"ServiceRequest?identifier={ACC}|{a}").get_json()["entry"][0]["resource"]["id"]
+                for a in ("H-1", "H-2"))
+    assert _ids(system.send("GET", f"ServiceRequest?_id={one}")) == [one]
+    assert _ids(system.send("GET", f"ServiceRequest?_id={one},{two}")) == sorted([one, two], key=int)
+    assert _ids(system.send("GET", f"ServiceRequest?_id={one}&_id={two}")) == []
+    assert _ids(system.send("GET", f"ServiceRequest?_id={one}&identifier={ACC}|H-2")) == []
+    assert _ids(system.send("GET", f"ServiceRequest?_id={two}&identifier={ACC}|H-2")) == [two]
+    assert _ids(system.send("GET", "ServiceRequest?_id=²,x,99999999999999999999")) == []

@@ -47,6 +47,7 @@ register(ResourceSupport(
         SearchParam("identifier", "token", "any identifier: accession (ACSN), placer, filler, urn:dicom:uid"),
         SearchParam("status", "token", "active | on-hold | revoked | completed | entered-in-error"),
         SearchParam("authored", "date", "ServiceRequest.authoredOn (else when the order was received), with prefixes"),
+        SearchParam("_id", "token", "ServiceRequest id"),
     ],
     documentation=("Orders of the hub (HL7 or FHIR): create schedules Modality Worklist items, status=revoked "
                    "cancels them. Conditional create on If-None-Exist: identifier=[system|]value."),
@@ -226,11 +227,11 @@ def _patients(s: Search, allowed: set[str] | None) -> set[str] | None:
 
 @bp.get("/ServiceRequest")
 def search_service_request() -> Response:
-    """Search by patient, identifier, status and authored, each a comma list (OR) and repeatable (AND)."""
+    """Search by _id, patient, identifier, status and authored, each a comma list (OR) and repeatable (AND)."""
     allowed = authorize("ServiceRequest", "search")
     s = parse_search("ServiceRequest")
     empty = fhir_response(searchset("ServiceRequest", s, [], 0, []))
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = {"ids": s.values("_id")}
     patients = _patients(s, allowed)
     if patients is not None:
         keys = [k for rid in sorted(patients) for k in hub().fhir.patient_keys(rid)]
