@@ -150,15 +150,19 @@ class FhirOrderService:
             if unit.inserted is not None:  # new: the answer is what was written (committed before it is sent)
                 order, steps = unit.inserted
                 return order, sorted(steps, key=lambda s: str(s["sps_id"])), True
-            if token is not None:  # created meanwhile by the same request (derived Study UID)
+            if token is not None:  # rolled back; the order as committed decides (below)
                 raise Existing(pk)
             raise HubError("conflict", "an order for this study exists: use If-None-Exist or update",
                            attribute=conflict_at)
 
         try:
             row, steps, created = self.store.write(work)
-        except Existing as found:
-            return self.read(str(found.pk)), False
+        except Existing as found:  # the study has an order the condition did not find when it looked
+            existing = self.read(str(found.pk))
+            if token is not None and self._shows(existing, *self._token(token)):
+                return existing, False  # an identical create committed meanwhile: that is the match (http.html#ccreate)
+            raise HubError("conflict", "an order for this study exists and does not match If-None-Exist",
+                           attribute=conflict_at) from None
         except HubError as exc:
             if exc.code == "conflict" and retry and if_none_exist:
                 return self._create(cmd, if_none_exist, conflict_at=conflict_at, retry=False)
@@ -197,13 +201,14 @@ class FhirOrderService:
     def _matching(self, system: str | None, value: str,
                   rows: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> list[dict[str, Any]]:
         """The rendered orders among ``rows`` that show an identifier ``value`` of ``system`` (None: any)."""
-        out = []
-        for order, steps in rows:
-            rendered = self.render(order, steps)
-            if any((system is None or str(i.get("system") or "") == system)
-                   and i["value"].removeprefix("urn:oid:") == value for i in rendered["identifier"]):
-                out.append(rendered)
-        return out
+        rendered = (self.render(order, steps) for order, steps in rows)
+        return [r for r in rendered if self._shows(r, system, value)]
+
+    @staticmethod
+    def _shows(resource: dict[str, Any], system: str | None, value: str) -> bool:
+        """Whether the ServiceRequest has an identifier ``value`` of ``system`` (None: any)."""
+        return any((system is None or str(i.get("system") or "") == system)
+                   and i["value"].removeprefix("urn:oid:") == value for i in resource["identifier"])
 
     # ------------------------------------------------------------------ update / read
     def update(self, id: str, resource: Any, if_match: str | None = None) -> dict[str, Any]:  # noqa: ANN401, A002

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub.domain.query import Condition, Match
-from tests.integration.fhir_http import ACC, Client, FhirWorld
+from tests.integration.fhir_http import ACC, Client, FhirWorld, order
 
 DICOM_UID = "urn:dicom:uid"
 
@@ -112,3 +112,18 @@ def test_post_imaging_study_of_a_scheduled_study_is_409(fhir: FhirWorld) -> None
     assert found.status_code == 200, found.get_data(as_text=True)
     assert found.get_json()["id"] == study["id"] and found.get_json()["meta"] == study["meta"]
     assert _items(system, "H-1")[0]["start_date"] == before["start_date"]
+
+
+def test_if_none_exist_that_misses_an_existing_order_is_409(fhir: FhirWorld) -> None:
+    """R4 http.html#ccreate: no match -> the create is made; when its study already has an order that the
+    condition does not name, that is a conflict, not that other order as if it had matched."""
+    system, _, _ = fhir
+    study, _ = _study_of(system, "H-1")
+    body = {k: v for k, v in study.items() if k not in ("id", "meta")}
+    again = system.send("POST", "ImagingStudy", body, **{"If-None-Exist": f"identifier={ACC}|NOT-H-1"})
+    assert again.status_code == 409, again.get_data(as_text=True)
+    twin = order("H-1", "P1")
+    resp = system.send("POST", "ServiceRequest", twin, **{"If-None-Exist": f"identifier={ACC}|OTHER"})
+    assert resp.status_code == 409, resp.get_data(as_text=True)
+    same = system.send("POST", "ServiceRequest", twin, **{"If-None-Exist": f"identifier={ACC}|H-1"})
+    assert same.status_code == 200 and same.get_json()["identifier"][0]["value"] == "H-1"
