@@ -150,15 +150,19 @@ def _accession_identifier(value: str, attrs: Row) -> Json:
 
 
 def _based_on(order: Row | None, accession: str, attrs: Row) -> list[Json]:
-    """Accession (+ placer/filler of the order) as logical ServiceRequest references (R4 basedOn)."""
+    """Accession (+ placer/filler of the order) as logical ServiceRequest references (R4 basedOn), each with
+    the system its issuer gives (``attrs``: the order's; as on the order's ServiceRequest)."""
     refs: list[Json] = []
     if accession:
         refs.append({"type": "ServiceRequest", "identifier": _accession_identifier(accession, attrs)})
     if order is not None:
-        for code, key in (("PLAC", "placer_order"), ("FILL", "filler_order")):
+        for code, key, tag in (("PLAC", "placer_order", "00400026"), ("FILL", "filler_order", "00400027")):
             if order.get(key):
-                refs.append({"type": "ServiceRequest", "identifier": {
-                    "type": {"coding": [{"system": V2_0203, "code": code}]}, "value": str(order[key])}})
+                ident: Json = {"type": {"coding": [{"system": V2_0203, "code": code}]}}
+                system = entity_system(seq_items(attrs, tag))
+                if system:
+                    ident["system"] = system
+                refs.append({"type": "ServiceRequest", "identifier": {**ident, "value": str(order[key])}})
     return refs
 
 

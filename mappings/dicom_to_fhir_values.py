@@ -111,10 +111,15 @@ def offset_of(attrs: Row) -> str:
 
 
 def dicom_date(da: str | None) -> str | None:
+    """DA (PS3.5 6.2) -> FHIR date; None for what is no calendar date (``00000000``, a placeholder some
+    systems send for "unknown", or ``19801301``): R4's date has no year 0, month 13 or day 0."""
     da = (da or "").strip()
     if len(da) == 8 and is_digits(da):
-        return f"{da[:4]}-{da[4:6]}-{da[6:]}"
-    if len(da) == 4 and is_digits(da):
+        try:
+            return date(int(da[:4]), int(da[4:6]), int(da[6:])).isoformat()
+        except ValueError:
+            return None
+    if len(da) == 4 and is_digits(da) and da != "0000":
         return da
     return None
 

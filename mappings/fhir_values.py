@@ -7,7 +7,7 @@ DICOM coding scheme designator; identifier systems (``urn:oid:``) <-> DICOM issu
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -73,6 +73,8 @@ def validate(resource: Any, resource_type: str) -> None:  # noqa: ANN401 - parse
         raise FhirInputError("invalid", str(exc)[:200], resource_type) from None
     except (TypeError, KeyError):  # fhir_core's own failure on a resourceType it cannot look up
         raise FhirInputError("invalid", _UNKNOWN_CONTAINED, f"{resource_type}.contained") from None
+    except RecursionError:  # contained in contained ..., extension in extension ...: deeper than the models go
+        raise FhirInputError("invalid", "the resource is nested too deeply", resource_type) from None
 
 
 def _contained_known(resource: dict[str, Any]) -> bool:
@@ -176,6 +178,9 @@ def system_of(item: dict[str, Any] | None, issuers: Mapping[str, str]) -> str:
     """Issuer item -> Identifier.system (inverse of :func:`issuer_item`); "" when unknown."""
     if not item:
         return ""
+    uid = first(item, "00400032")
+    if uid and first(item, "00400033") == "ISO":  # an OID says it all, whatever the table
+        return f"urn:oid:{uid}"
     reverse = {v: k for k, v in issuers.items()}
     return reverse.get(first(item, "00400031")) or entity_system([item])
 
@@ -234,28 +239,34 @@ def first(attrs: dict[str, Any], tag: str) -> Any:  # noqa: ANN401 - DICOM JSON 
 
 def date_range(value: str) -> tuple[datetime, datetime]:
     """A FHIR date/dateTime search value -> its implicit range [start, end) as naive UTC (FHIR search
-    §3.1.1.5.2: ``2030-01`` is the whole month); values without a zone are taken as UTC."""
+    §3.1.1.5.2: ``2030-01`` is the whole month); values without a zone are taken as UTC. A range that would
+    run past either end of the calendar (year 9999's, or 0001-01-01 east of UTC) stops at that end."""
     m = _DT.fullmatch(value or "")
     if not m:
         raise FhirInputError("value", "not a FHIR date/dateTime", "authored")
     year, month, day, hour, minute, second, frac, zone = m.groups()
-    y = int(year)
     try:
-        if not month:
-            return datetime(y, 1, 1), datetime(y + 1, 1, 1)
-        mo = int(month)
-        if not day:
-            return datetime(y, mo, 1), datetime(y + (mo == 12), mo % 12 + 1, 1)
-        start = datetime(y, mo, int(day), int(hour or 0), int(minute or 0), int(second or 0),
-                         int(((frac or ".0")[1:] + "000000")[:6]))
-    except (ValueError, OverflowError):  # month 13, day 31 of a 30-day month, year 9999 + 1 ...
+        start = datetime(int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
+                         int(second or 0), int(((frac or ".0")[1:] + "000000")[:6]))
+    except ValueError:  # year 0, month 13, day 31 of a 30-day month ...
         raise FhirInputError("value", "impossible date/time", "authored") from None
-    step = timedelta(days=1) if not hour else timedelta(minutes=1) if not second else \
-        timedelta(seconds=1) if not frac else timedelta(microseconds=1)
+    if not month:
+        end = _clamp(lambda: datetime(start.year + 1, 1, 1))
+    elif not day:
+        end = _clamp(lambda: datetime(start.year + (start.month == 12), start.month % 12 + 1, 1))
+    else:
+        step = timedelta(days=1) if not hour else timedelta(minutes=1) if not second else \
+            timedelta(seconds=1) if not frac else timedelta(microseconds=1)
+        end = _clamp(lambda: start + step)
+    if zone and zone != "Z":
+        shift = (1 if zone[0] == "+" else -1) * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+        start, end = _clamp(lambda: start - shift, start), _clamp(lambda: end - shift, end)
+    return start, end
+
+
+def _clamp(moment: Callable[[], datetime], near: datetime = datetime.max) -> datetime:
+    """``moment()``, or the end of the calendar nearest ``near`` when it falls outside years 1-9999."""
     try:
-        if zone and zone != "Z":
-            sign = 1 if zone[0] == "+" else -1
-            start -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-        return start, start + step
-    except OverflowError:  # past year 9999 in UTC
-        raise FhirInputError("value", "impossible date/time", "authored") from None
+        return moment()
+    except (ValueError, OverflowError):
+        return datetime.min if near.year < 5000 else datetime.max

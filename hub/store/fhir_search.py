@@ -80,7 +80,9 @@ Bound = Callable[[str, datetime], ColumnElement[bool]]
 # --------------------------------------------------------------------------- generic predicates
 def date_bound(date_col: Any, time_col: Any, op: str, at: datetime) -> ColumnElement[bool]:  # noqa: ANN401
     """``(date, time) >= at`` or ``< at`` on DA/TM columns, the date part usable by its index."""
-    d, t = at.strftime("%Y%m%d"), at.strftime("%H%M%S") + (f".{at.microsecond:06d}" if at.microsecond else "")
+    # not strftime("%Y"): it writes year 999 as "999", which compares after every 4-digit year
+    d = f"{at.year:04d}{at.month:02d}{at.day:02d}"
+    t = at.strftime("%H%M%S") + (f".{at.microsecond:06d}" if at.microsecond else "")
     tm = func.coalesce(time_col, "")
     if op == ">=":
         return date_col >= d if t == "000000" else and_(date_col >= d, or_(date_col > d, tm >= t))
@@ -118,9 +120,13 @@ def order_cancelled() -> ColumnElement[bool]:
 
 
 def hub_to_utc(local: datetime, tz: tzinfo | None) -> datetime:
-    """A naive time in the hub's zone ``tz`` (None: the system's) as naive UTC."""
-    aware = local.replace(tzinfo=tz) if tz is not None else local.astimezone()
-    return aware.astimezone(UTC).replace(tzinfo=None)
+    """A naive time in the hub's zone ``tz`` (None: the system's) as naive UTC; a time whose UTC instant lies
+    before year 1 or after year 9999 is that end of the range (``started=0001-01-01`` east of UTC)."""
+    try:
+        aware = local.replace(tzinfo=tz) if tz is not None else local.astimezone()
+        return aware.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        return datetime.min if local.year < 5000 else datetime.max
 
 
 def accession_system(attrs_text: str | None) -> str:
@@ -128,6 +134,13 @@ def accession_system(attrs_text: str | None) -> str:
     Issuer of Accession Number Sequence (0008,0051); ``""``: none."""
     attrs = json.loads(attrs_text) if attrs_text else {}
     return entity_system(seq_items(attrs, "00080051"))
+
+
+def _order_number_system(row: Any, value: str) -> str | None:  # noqa: ANN401 - a Row of the orders table
+    """The system of the placer (0040,0026) or filler (0040,0027) issuer of the order number ``value``."""
+    attrs = json.loads(row.attrs) if row.attrs else {}
+    tag = "00400026" if row.placer_order == value else "00400027"
+    return entity_system(seq_items(attrs, tag))
 
 
 # --------------------------------------------------------------------------- per search
@@ -163,14 +176,16 @@ class Where:
         return self._accession(kind, value, system)
 
     def _based_on(self, kind: str, tokens: list[tuple[str, str | None]]) -> ColumnElement[bool]:
-        """basedOn identifiers: the accession (with its system) and the order's placer / filler numbers,
-        which are rendered without a system (so they match ``value`` and ``|value`` only)."""
+        """basedOn identifiers: the accession and the order's placer / filler numbers, each with the system of
+        its issuer (Issuer of Accession Number / Order Placer / Order Filler Identifier Sequence)."""
         alternatives: list[ColumnElement[bool]] = []
         for value, system in tokens:
             alternatives.append(self._accession(kind, value, system))
-            if system not in (None, ""):
-                continue
             placer = or_(ORDERS.c.placer_order == value, ORDERS.c.filler_order == value)
+            if system is not None:  # the system is in the order's attrs: the few candidates are read
+                rows = self.conn.execute(select(ORDERS.c.pk, ORDERS.c.placer_order, ORDERS.c.filler_order,
+                                                ORDERS.c.attrs).where(placer)).all()
+                placer = in_keys(ORDERS.c.pk, [int(r.pk) for r in rows if _order_number_system(r, value) == system])
             alternatives.append(placer if kind == "o" else exists(select(ORDERS.c.pk).where(
                 ORDERS.c.study_uid == ST.c.study_uid, placer)))
         return any_of(alternatives)

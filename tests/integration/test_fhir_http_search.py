@@ -200,3 +200,24 @@ def test_service_request_by_id(fhir: FhirWorld) -> None:
     assert _ids(system.send("GET", f"ServiceRequest?_id={one}&identifier={ACC}|H-2")) == []
     assert _ids(system.send("GET", f"ServiceRequest?_id={two}&identifier={ACC}|H-2")) == [two]
     assert _ids(system.send("GET", "ServiceRequest?_id=²,x,99999999999999999999")) == []
+
+
+def test_imaging_study_based_on_placer_with_its_system(fhir: FhirWorld) -> None:
+    """The placer number keeps its system on the ImagingStudy's basedOn, as on the ServiceRequest, and
+    ``basedon:identifier`` with that system finds the study; no system or another one does not."""
+    system, _, _ = fhir
+    ehr = "http://ehr.example/orders"
+    placer = {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PLAC"}]},
+              "system": ehr, "value": "PL-77"}
+    body = order("H-7", "P7")
+    made = system.send("POST", "ServiceRequest", {**body, "identifier": [*body["identifier"], placer]})
+    assert made.status_code == 201, made.get_data(as_text=True)
+    assert {"system": ehr, "value": "PL-77"}.items() <= next(
+        i for i in made.get_json()["identifier"] if i["value"] == "PL-77").items()
+    study = system.send("GET", f"ImagingStudy/o-{made.get_json()['id']}").get_json()
+    (ref,) = [b["identifier"] for b in study["basedOn"] if b["identifier"]["value"] == "PL-77"]
+    assert ref["system"] == ehr
+    assert _ids(system.send("GET", f"ImagingStudy?basedon:identifier={ehr}|PL-77")) == [study["id"]]
+    assert _ids(system.send("GET", "ImagingStudy?basedon:identifier=PL-77")) == [study["id"]]
+    for token in ("|PL-77", "http://other.example|PL-77"):
+        assert _ids(system.send("GET", f"ImagingStudy?basedon:identifier={token}")) == [], token

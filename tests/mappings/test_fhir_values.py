@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -78,8 +79,19 @@ def test_imaging_study_with_untyped_contained_is_not_scheduled():
     assert (exc.value.code, exc.value.expression) == ("invalid", "ImagingStudy.contained")
 
 
-@pytest.mark.parametrize("value", ["2025-13", "2025-00", "2025-02-30", "9999-12-31T23:59:59-14:00", "2025-13-01"])
+@pytest.mark.parametrize("value", ["2025-13", "2025-00", "2025-02-30", "0000", "2025-13-01"])
 def test_date_range_refuses_impossible_dates(value: str):
     """A search date that cannot exist is the caller's error (400), not a ValueError (500)."""
     with pytest.raises(FhirInputError):
         date_range(value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("9999", (datetime(9999, 1, 1), datetime.max)), ("9999-12-31", (datetime(9999, 12, 31), datetime.max)),
+    ("9999-12-31T23:59:59-14:00", (datetime.max, datetime.max)),
+    ("0001-01-01T00:00:00+01:00", (datetime.min, datetime.min)),
+    ("2030-12", (datetime(2030, 12, 1), datetime(2031, 1, 1))),
+])
+def test_date_range_stops_at_the_ends_of_the_calendar(value: str, expected: tuple[datetime, datetime]):
+    """Valid FHIR dates whose range (in UTC) runs past year 9999 or before year 1 end there."""
+    assert date_range(value) == expected

@@ -6,6 +6,7 @@ sent ``Prefer: handling=lenient`` (then it is ignored and left out of the self l
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from urllib.parse import urlencode
@@ -130,7 +131,7 @@ def parse_date(value: str, zone: tzinfo | None = None, *, utc: bool = False) -> 
     found = _DATE.match(text)
     if not found:
         raise FhirError(400, f"{value!r} is not a FHIR date", "invalid")
-    try:  # month 13, hour 25, offset +99:00, 9999-12-31 + 1 day, 0001-01-01 in a zone east of UTC ...
+    try:  # month 13, hour 25, offset +99:00 ...
         return _date_range(prefix, found.groups(), zone, utc)
     except (ValueError, OverflowError) as exc:
         raise FhirError(400, f"{value!r} is not a valid date ({exc})", "invalid") from None
@@ -142,23 +143,36 @@ def _date_range(prefix: str, parts: tuple[str | None, ...], zone: tzinfo | None,
     low = datetime(int(y), int(mo or 1), int(d or 1), int(hh or 0), int(mi or 0), int(ss or 0),
                    int(((frac or ".")[1:] + "000000")[:6]))
     if frac:
-        high = low + timedelta(microseconds=10 ** (6 - min(len(frac) - 1, 6)))
+        step = timedelta(microseconds=10 ** (6 - min(len(frac) - 1, 6)))
     elif ss or mi:
-        high = low + (timedelta(seconds=1) if ss else timedelta(minutes=1))
+        step = timedelta(seconds=1) if ss else timedelta(minutes=1)
     elif d:
-        high = low + timedelta(days=1)
-    elif mo:
-        high = datetime(low.year + low.month // 12, low.month % 12 + 1, 1)
+        step = timedelta(days=1)
     else:
-        high = datetime(low.year + 1, 1, 1)
+        step = None
+    # The end of the calendar is where a range ends that would end past it (9999-12-31 is a valid search).
+    if step is not None:
+        high = _edge(lambda: low + step, low)
+    elif mo:
+        high = _edge(lambda: datetime(low.year + low.month // 12, low.month % 12 + 1, 1), low)
+    else:
+        high = _edge(lambda: datetime(low.year + 1, 1, 1), low)
     target = UTC if utc else zone
     if off:
         source = UTC if off == "Z" else datetime.strptime(off, "%z").tzinfo
-        low, high = (_to_zone(t.replace(tzinfo=source), target) for t in (low, high))
+        low, high = (_edge(lambda t=t: _to_zone(t.replace(tzinfo=source), target), t) for t in (low, high))
     elif utc and hh is not None:
-        low, high = (_to_zone(t.astimezone() if zone is None else t.replace(tzinfo=zone), UTC)
+        low, high = (_edge(lambda t=t: _to_zone(t.astimezone() if zone is None else t.replace(tzinfo=zone), UTC), t)
                      for t in (low, high))
     return DateParam(prefix, low, high)
+
+
+def _edge(moment: Callable[[], datetime], near: datetime) -> datetime:
+    """``moment()``, or the end of the calendar nearest ``near`` when it falls outside years 1-9999."""
+    try:
+        return moment()
+    except (ValueError, OverflowError):
+        return datetime.min if near.year < 5000 else datetime.max
 
 
 def _to_zone(moment: datetime, zone: tzinfo | None) -> datetime:
