@@ -163,13 +163,15 @@ def dcm_coding(code: str) -> Json:
 def issuer_system(issuer: str, qualifiers: list[Row]) -> str | None:
     """Identifier.system of a Patient ID: the ISO OID / URI of the Issuer of Patient ID Qualifiers
     (0010,0024) as ``urn:oid:``; a local namespace alone has no URI (the issuer goes to assigner)."""
-    for q in qualifiers:
-        uid, kind = first_text(q, "00400032"), first_text(q, "00400033")
-        if uid and kind == "ISO":
-            return f"urn:oid:{uid}"
-        if uid and kind in ("URI", "URL"):
-            return uid
-    return None
+    return next((system for q in qualifiers if (system := _universal_system(q))), None)
+
+
+def _universal_system(item: Row) -> str:
+    """Universal Entity ID (0040,0032) as a system by its type (0040,0033): ISO as ``urn:oid:``, URI/URL as is."""
+    uid, kind = first_text(item, "00400032"), first_text(item, "00400033")
+    if uid and kind == "ISO":
+        return f"urn:oid:{uid}"
+    return uid if uid and kind in ("URI", "URL") else ""
 
 
 def entity_system(items: list[Row]) -> str:
@@ -178,14 +180,10 @@ def entity_system(items: list[Row]) -> str:
     URI/URL as is, else a Local Namespace Entity ID (0040,0031) that is itself a URI (how a FHIR order stores
     its system, mappings.fhir_values.issuer_item); ``""`` when none says one."""
     for item in items:
-        uid, kind = first_text(item, "00400032"), first_text(item, "00400033")
-        if uid and kind == "ISO":
-            return f"urn:oid:{uid}"
-        if uid and kind in ("URI", "URL"):
-            return uid
         namespace = first_text(item, "00400031")
-        if ":" in namespace:
-            return namespace
+        system = _universal_system(item) or (namespace if ":" in namespace else "")
+        if system:
+            return system
     return ""
 
 

@@ -251,21 +251,22 @@ def date_range(value: str) -> tuple[datetime, datetime]:
     except ValueError:  # year 0, month 13, day 31 of a 30-day month ...
         raise FhirInputError("value", "impossible date/time", "authored") from None
     if not month:
-        end = _clamp(lambda: datetime(start.year + 1, 1, 1))
+        end = within_calendar(lambda: datetime(start.year + 1, 1, 1))
     elif not day:
-        end = _clamp(lambda: datetime(start.year + (start.month == 12), start.month % 12 + 1, 1))
+        end = within_calendar(lambda: datetime(start.year + (start.month == 12), start.month % 12 + 1, 1))
     else:
         step = timedelta(days=1) if not hour else timedelta(minutes=1) if not second else \
             timedelta(seconds=1) if not frac else timedelta(microseconds=1)
-        end = _clamp(lambda: start + step)
+        end = within_calendar(lambda: start + step)
     if zone and zone != "Z":
         shift = (1 if zone[0] == "+" else -1) * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-        start, end = _clamp(lambda: start - shift, start), _clamp(lambda: end - shift, end)
+        start, end = within_calendar(lambda: start - shift, start), within_calendar(lambda: end - shift, end)
     return start, end
 
 
-def _clamp(moment: Callable[[], datetime], near: datetime = datetime.max) -> datetime:
-    """``moment()``, or the end of the calendar nearest ``near`` when it falls outside years 1-9999."""
+def within_calendar(moment: Callable[[], datetime], near: datetime = datetime.max) -> datetime:
+    """``moment()``, or the end of the calendar nearest ``near`` when it falls outside years 1-9999 (a search
+    range of 9999-12-31, or of 0001-01-01 in a zone east of UTC, stops there)."""
     try:
         return moment()
     except (ValueError, OverflowError):

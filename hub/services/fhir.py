@@ -60,8 +60,10 @@ class FhirService:
         """By id; ``o-<pk>`` of an order whose images have arrived reads as the stored study."""
         if rid.startswith("o-"):
             order_pk = row_id(rid[2:])
-            found = self.repo.order_study(order_pk) if order_pk is not None else None
-            if found is None or order_pk is None:
+            if order_pk is None:
+                return None
+            found = self.repo.order_study(order_pk)
+            if found is None:
                 return None
             kind, pk = ("a", found[1]) if found[1] is not None else ("o", order_pk)
         else:

@@ -26,6 +26,7 @@ from hub.store.models import SE, ST
 from hub.store.order_models import ORDERS, STEPS
 from mappings.ascii import row_id
 from mappings.dicom_to_fhir_values import entity_system, seq_items
+from mappings.fhir_values import within_calendar
 
 CANCELLED_ORDERS = ("CA", "DC", "OC", "OD")  # HL7 table 0038 / ORC-1 codes that end an order
 CANCELLED_STEPS = ("CANCELED", "DISCONTINUED")
@@ -122,11 +123,8 @@ def order_cancelled() -> ColumnElement[bool]:
 def hub_to_utc(local: datetime, tz: tzinfo | None) -> datetime:
     """A naive time in the hub's zone ``tz`` (None: the system's) as naive UTC; a time whose UTC instant lies
     before year 1 or after year 9999 is that end of the range (``started=0001-01-01`` east of UTC)."""
-    try:
-        aware = local.replace(tzinfo=tz) if tz is not None else local.astimezone()
-        return aware.astimezone(UTC).replace(tzinfo=None)
-    except (ValueError, OverflowError):
-        return datetime.min if local.year < 5000 else datetime.max
+    return within_calendar(lambda: (local.replace(tzinfo=tz) if tz is not None else local.astimezone())
+                           .astimezone(UTC).replace(tzinfo=None), local)
 
 
 def accession_system(attrs_text: str | None) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,8 @@ from hub.app import Hub
 from hub.settings import SettingsError
 from interfaces.serve import Listeners
 from tests.conftest import make_settings
+from tests.integration.fhir_http import ISSUER, JsonWebKey, jwt
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from authlib.jose import JsonWebKey, jwt
-
-ISSUER = "https://idp.test"
 TOKEN_URL = "https://idp.test/oauth2/token"
 AUTHORIZE_URL = "https://idp.test/oauth2/authorize"
 WELL_KNOWN = "/.well-known/smart-configuration"

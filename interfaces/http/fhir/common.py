@@ -27,6 +27,7 @@ from werkzeug.exceptions import HTTPException
 from hub.errors import HubError
 from interfaces.http.context import hub as hub  # re-exported for the FHIR modules
 from interfaces.http.dicomweb.common import base_url as dicomweb_base
+from mappings.order_to_fhir import etag_matches, parse_etag
 
 FHIR_JSON = "application/fhir+json"
 Json = dict[str, Any]
@@ -225,8 +226,7 @@ def resource_response(resource: Json, status: int = 200, headers: dict[str, str]
     if request.method not in ("GET", "HEAD"):
         return with_version(fhir_response(resource, status, headers), etag, modified)
     inm = request.headers.get("If-None-Match")
-    tags = [t.strip().removeprefix("W/") for t in (inm or "").split(",")]
-    if etag and inm and ("*" in tags or etag.removeprefix("W/") in tags):
+    if etag and inm and etag_matches(inm, parse_etag(etag)):  # weak comparison, lists and * (RFC 9110 13.1.2)
         return Response(status=304, headers={"ETag": etag})
     ims = request.if_modified_since
     if not inm and modified is not None and ims is not None and modified <= ims:

@@ -6,7 +6,6 @@ sent ``Prefer: handling=lenient`` (then it is ignored and left out of the self l
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from urllib.parse import urlencode
@@ -16,6 +15,7 @@ from flask import request
 from hub.services.fhir import DateParam
 from interfaces.http.fhir.common import REGISTRY, FhirError, Json, fhir_base, query_args
 from mappings.ascii import is_digits
+from mappings.fhir_values import within_calendar
 
 DEFAULT_COUNT, MAX_COUNT = 20, 1000
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -152,27 +152,19 @@ def _date_range(prefix: str, parts: tuple[str | None, ...], zone: tzinfo | None,
         step = None
     # The end of the calendar is where a range ends that would end past it (9999-12-31 is a valid search).
     if step is not None:
-        high = _edge(lambda: low + step, low)
+        high = within_calendar(lambda: low + step, low)
     elif mo:
-        high = _edge(lambda: datetime(low.year + low.month // 12, low.month % 12 + 1, 1), low)
+        high = within_calendar(lambda: datetime(low.year + low.month // 12, low.month % 12 + 1, 1), low)
     else:
-        high = _edge(lambda: datetime(low.year + 1, 1, 1), low)
+        high = within_calendar(lambda: datetime(low.year + 1, 1, 1), low)
     target = UTC if utc else zone
     if off:
         source = UTC if off == "Z" else datetime.strptime(off, "%z").tzinfo
-        low, high = (_edge(lambda t=t: _to_zone(t.replace(tzinfo=source), target), t) for t in (low, high))
+        low, high = (within_calendar(lambda t=t: _to_zone(t.replace(tzinfo=source), target), t) for t in (low, high))
     elif utc and hh is not None:
-        low, high = (_edge(lambda t=t: _to_zone(t.astimezone() if zone is None else t.replace(tzinfo=zone), UTC), t)
-                     for t in (low, high))
+        low, high = (within_calendar(lambda t=t: _to_zone(t.astimezone() if zone is None else t.replace(tzinfo=zone),
+                                                          UTC), t) for t in (low, high))
     return DateParam(prefix, low, high)
-
-
-def _edge(moment: Callable[[], datetime], near: datetime) -> datetime:
-    """``moment()``, or the end of the calendar nearest ``near`` when it falls outside years 1-9999."""
-    try:
-        return moment()
-    except (ValueError, OverflowError):
-        return datetime.min if near.year < 5000 else datetime.max
 
 
 def _to_zone(moment: datetime, zone: tzinfo | None) -> datetime:
